@@ -1,0 +1,33 @@
+# Timoner: the two commands are `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DATA_DIR ?= .timoner
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)
+
+.PHONY: run test lint install bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+install: $(STAMP)
+
+run: install
+	$(BIN)/timoner up --data-dir $(DATA_DIR)
+
+lint: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/lint-imports
+
+test: install lint
+	$(BIN)/python -m pytest -n 2 -q --durations=15
+
+bench: install
+	$(BIN)/python bench/api.py
+
+clean:
+	rm -rf $(VENV) $(DATA_DIR) .pytest_cache

@@ -1,0 +1,300 @@
+"""The ASGI application: authentication, routing, and the non-resource endpoints.
+
+Paths are routed by hand (no framework) in the order upstream's mux uses:
+`/version`, health, discovery, OpenAPI, then resource paths
+`/api/v1/...` and `/apis/<group>/<version>/...`, each split into namespace,
+resource, name and subresource. Every failure leaves as a `Status` object;
+an unexpected exception is logged and answered 500, and the server keeps
+serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+import orjson
+
+from timoner import __version__
+from timoner.api import errors
+from timoner.api.openapi import build_group_version_document, build_root, document_hash
+from timoner.api.registry import ResourceInfo
+from timoner.api.schema import KUBERNETES_VERSION
+
+from . import discovery
+from ._http import JSON, Request, Response, User, error_response, json_response, send_response
+from .rest import ResourceHandler
+from .store import Store
+from .subresources import Subresources
+
+__all__ = ["APIApp", "ADMIN"]
+
+log = logging.getLogger("timoner.apiserver")
+
+ADMIN = User("admin", ("system:masters", "system:authenticated"))
+_HEALTH = {"/healthz", "/livez", "/readyz", "/healthz/ping", "/livez/ping", "/readyz/ping"}
+_STATUS_SUBRESOURCE_VERBS = {"GET", "PUT", "PATCH"}
+
+
+class APIApp:
+    """The ASGI callable serving the Kubernetes API over a `Store`."""
+
+    def __init__(self, store: Store, resources: list[ResourceInfo], *, tokens: dict[str, User],
+                 server_address: str = "127.0.0.1:6443") -> None:
+        self.store = store
+        self.rest = ResourceHandler(store)
+        self.subresources = Subresources(store, self.rest, self.resource)
+        self.tokens = tokens
+        self.server_address = server_address
+        self.ready = True
+        self.set_resources(resources)
+
+    # -- resources and the documents derived from them ----------------------------------------
+
+    def set_resources(self, resources: list[ResourceInfo]) -> None:
+        self.resources = list(resources)
+        self._by_gvr = {(r.group, r.version, r.plural): r for r in self.resources}
+        self._by_prefix: dict[str, ResourceInfo] = {}
+        for r in self.resources:
+            # The first (preferred) version of a storage prefix speaks for it internally.
+            self._by_prefix.setdefault(r.storage_prefix, r)
+        self._discovery_cache: dict[str, bytes] = {}
+        self._openapi_docs: dict[str, bytes] = {}
+        self._openapi_hashes: dict[str, str] = {}
+
+    def resource(self, group: str, version: str, plural: str) -> ResourceInfo | None:
+        return self._by_gvr.get((group, version, plural))
+
+    def resources_by_prefix(self) -> dict[str, ResourceInfo]:
+        return self._by_prefix
+
+    def _discovery(self, key: str, build: Callable[[], dict | None]) -> bytes | None:
+        if key not in self._discovery_cache:
+            doc = build()
+            self._discovery_cache[key] = orjson.dumps(doc) if doc is not None else b""
+        return self._discovery_cache[key] or None
+
+    def _openapi_doc(self, path: str) -> bytes | None:
+        if not self._openapi_hashes:
+            self._build_openapi()
+        return self._openapi_docs.get(path)
+
+    def _build_openapi(self) -> None:
+        for group, versions in discovery.group_versions(self.resources).items():
+            for version in versions:
+                chosen = [r for r in self.resources if r.group == group and r.version == version]
+                path = f"apis/{group}/{version}" if group else f"api/{version}"
+                doc = orjson.dumps(build_group_version_document(group, version, chosen))
+                self._openapi_docs[path] = doc
+                self._openapi_hashes[path] = document_hash(doc)
+
+    # -- ASGI ---------------------------------------------------------------------------
+
+    async def __call__(self, scope: dict, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        req = Request.from_scope(scope, receive, send)
+        started = time.perf_counter()
+        try:
+            response = await self._dispatch(req)
+        except errors.APIError as exc:
+            response = error_response(exc)
+        except Exception as exc:  # a bug: answer 500 and keep serving
+            log.exception("%s %s failed", req.method, req.path)
+            response = error_response(errors.InternalError(repr(exc)))
+        if response is not None:
+            try:
+                await send_response(send, response, req.warnings)
+            except OSError:
+                pass
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s?%s %s %.1fms", req.method, req.path, scope.get("query_string", b"").decode(),
+                      response.status if response else "stream", (time.perf_counter() - started) * 1000)
+
+    def _authenticate(self, req: Request) -> User:
+        user = req.scope.get("timoner.user")
+        if user is not None:
+            return user
+        auth = req.headers.get("authorization", "")
+        if auth[:7].lower() == "bearer ":
+            found = self.tokens.get(auth[7:].strip())
+            if found is not None:
+                return found
+        raise errors.Unauthorized()
+
+    async def _dispatch(self, req: Request) -> Response | None:
+        path = req.path
+        if path in _HEALTH or path.startswith(("/healthz/", "/livez/", "/readyz/")):
+            if path.startswith("/readyz") and not self.ready:
+                return Response(500, b"[-]ready failed: shutting down", b"text/plain; charset=utf-8")
+            return Response(200, b"ok", b"text/plain; charset=utf-8")
+        req.user = self._authenticate(req)
+        if path == "/version":
+            return json_response(version_info())
+        if path in ("/api", "/api/"):
+            return self._discovery_root(req, core=True)
+        if path in ("/apis", "/apis/"):
+            return self._discovery_root(req, core=False)
+        if path.startswith("/openapi/"):
+            return self._openapi(req)
+        parts = [p for p in path.split("/") if p]
+        if parts and parts[0] == "api" and len(parts) >= 2:
+            group, version, rest = "", parts[1], parts[2:]
+        elif parts and parts[0] == "apis" and len(parts) >= 2:
+            if len(parts) == 2:
+                doc = discovery.api_group(self.resources, parts[1])
+                if doc is None:
+                    raise errors.NotFound("", "", message="the server could not find the requested resource")
+                return json_response(doc)
+            group, version, rest = parts[1], parts[2], parts[3:]
+        else:
+            raise errors.NotFound("", "", message="the server could not find the requested resource")
+        if not rest:
+            key = f"{group}/{version}"
+            doc = self._discovery(key, lambda: discovery.api_resource_list(self.resources, group, version))
+            if doc is None:
+                raise errors.NotFound("", "", message="the server could not find the requested resource")
+            return Response(200, doc)
+        return await self._resource_request(req, group, version, rest)
+
+    def _discovery_root(self, req: Request, *, core: bool) -> Response:
+        accept = req.headers.get("accept", "")
+        if "as=APIGroupDiscoveryList" in accept and "g=apidiscovery.k8s.io" in accept and "v=v2" in accept:
+            body = self._discovery(f"aggregated:{core}", lambda: discovery.aggregated(self.resources, core=core))
+            response = Response(200, body or b"{}", discovery.AGGREGATED_CONTENT_TYPE)
+        elif core:
+            response = json_response(discovery.api_versions(self.server_address))
+        else:
+            response = Response(200, self._discovery("groups", lambda: discovery.api_group_list(self.resources))
+                                or b"{}")
+        response.headers.append((b"vary", b"Accept"))
+        return response
+
+    def _openapi(self, req: Request) -> Response:
+        path = req.path
+        if path.rstrip("/") == "/openapi/v3":
+            if not self._openapi_hashes:
+                self._build_openapi()
+            return json_response(build_root(self._openapi_hashes))
+        if path.startswith("/openapi/v3/"):
+            doc = self._openapi_doc(path[len("/openapi/v3/"):].rstrip("/"))
+            if doc is not None:
+                response = Response(200, doc, JSON)
+                response.headers.append((b"vary", b"Accept"))
+                return response
+        if path.startswith("/openapi/v2"):
+            # Only protobuf is asked for here; never answer it with JSON (WIRE.md §1).
+            raise errors.NotAcceptable("only OpenAPI v3 is served; use /openapi/v3")
+        raise errors.NotFound("", "", message="the server could not find the requested resource")
+
+    async def _resource_request(self, req: Request, group: str, version: str, rest: list[str]) -> Response | None:
+        watch_path = False
+        if rest[0] == "watch":
+            watch_path = True
+            rest = rest[1:]
+        namespace: str | None = None
+        if len(rest) >= 3 and rest[0] == "namespaces":
+            candidate = self.resource(group, version, rest[2])
+            if candidate is not None and candidate.namespaced:
+                namespace, rest = rest[1], rest[2:]
+        if not rest:
+            raise errors.NotFound("", "", message="the server could not find the requested resource")
+        plural = rest[0]
+        info = self.resource(group, version, plural)
+        if info is None or len(rest) > 3:
+            raise errors.NotFound("", "", message="the server could not find the requested resource")
+        if info.namespaced and namespace is None and len(rest) > 1:
+            raise errors.NotFound("", "", message="the server could not find the requested resource")
+        name = rest[1] if len(rest) > 1 else None
+        sub = rest[2] if len(rest) > 2 else ""
+        method = req.method
+        if sub:
+            return await self._subresource(req, info, namespace, name, sub)
+        if name is None:
+            if method == "GET":
+                if "list" not in info.verbs:
+                    raise errors.MethodNotAllowed()
+                if watch_path or req.flag("watch"):
+                    await self.rest.watch(req, info, namespace)
+                    return None
+                return await self.rest.list(req, info, namespace)
+            if method == "POST":
+                if info.group in ("authorization.k8s.io", "authentication.k8s.io"):
+                    return await self.subresources.review(req, info, req.user)
+                if info.plural == "bindings":
+                    return await self.subresources.binding(req, info, namespace, None)
+                return await self.rest.create(req, info, namespace)
+            if method == "DELETE" and "deletecollection" in info.verbs:
+                return await self.rest.delete_collection(req, info, namespace)
+            raise errors.MethodNotAllowed()
+        if method == "GET":
+            if watch_path or req.flag("watch"):
+                await self.rest.watch(req, info, namespace, name)
+                return None
+            return await self.rest.get(req, info, namespace, name)
+        if method == "PUT" and "update" in info.verbs:
+            return await self.rest.update(req, info, namespace, name)
+        if method == "PATCH" and "patch" in info.verbs:
+            return await self.rest.patch(req, info, namespace, name)
+        if method == "DELETE" and "delete" in info.verbs:
+            if info.plural == "namespaces" and not info.group:
+                from .lifecycle import PROTECTED_NAMESPACES
+
+                if name in PROTECTED_NAMESPACES:
+                    raise errors.Forbidden(f'namespaces "{name}" is forbidden: this namespace may not be deleted',
+                                           resource="namespaces", name=name)
+            return await self.rest.delete(req, info, namespace, name)
+        raise errors.MethodNotAllowed()
+
+    async def _subresource(self, req: Request, info: ResourceInfo, namespace: str | None, name: str | None,
+                           sub: str) -> Response:
+        method = req.method
+        if name is None or info.subresource(sub) is None:
+            raise errors.NotFound("", "", message="the server could not find the requested resource")
+        if sub == "status":
+            if method == "GET":
+                return await self.rest.get(req, info, namespace, name)
+            if method == "PUT":
+                return await self.rest.update(req, info, namespace, name, subresource="status")
+            if method == "PATCH":
+                return await self.rest.patch(req, info, namespace, name, subresource="status")
+            raise errors.MethodNotAllowed()
+        if sub == "scale":
+            return await self.subresources.scale(req, info, namespace, name)
+        if sub == "binding" and method == "POST":
+            return await self.subresources.binding(req, info, namespace, name)
+        if sub == "eviction" and method == "POST":
+            return await self.subresources.eviction(req, info, namespace, name)
+        if sub == "finalize" and method == "PUT":
+            return await self.subresources.finalize(req, info, name)
+        if sub in ("log", "exec", "attach", "portforward", "proxy"):
+            pod = await self.store.get(info, namespace, name)
+            if not (pod.get("spec") or {}).get("nodeName"):
+                raise errors.BadRequest(f"pod {name} does not have a host assigned")
+            raise errors.ServiceUnavailable(
+                f"no node agent is serving {info.plural}/{sub} for {info.kind.lower()} {name}")
+        raise errors.MethodNotAllowed()
+
+
+def version_info() -> dict:
+    major, minor = KUBERNETES_VERSION.lstrip("v").split(".")[:2]
+    return {
+        "major": major,
+        "minor": minor,
+        "gitVersion": KUBERNETES_VERSION,
+        "gitCommit": f"timoner-{__version__}",
+        "gitTreeState": "clean",
+        "buildDate": "2026-11-26T00:00:00Z",
+        "goVersion": "go1.23.4",
+        "compiler": "gc",
+        "platform": "linux/amd64",
+    }

@@ -1,0 +1,221 @@
+"""`APIServer`: storage, watch cache, store, lifecycle and HTTPS serving, started and stopped as one.
+
+The HTTP server is uvicorn (httptools parser, uvloop when available) behind
+a small protocol subclass that reads the verified client certificate of each
+TLS connection once, so that authentication per request is a dict lookup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from timoner.api import errors
+from timoner.api.registry import BUILTIN, ResourceInfo
+from timoner.storage import Backend, open_backend
+
+from ._http import User
+from .app import ADMIN, APIApp
+from .certs import ClusterPKI, ensure_pki, write_kubeconfig
+from .lifecycle import PROTECTED_NAMESPACES, Lifecycle
+from .objects import validate_object
+from .store import Store, _decode
+from .watchcache import WatchCache
+
+__all__ = ["APIServer", "ServerConfig"]
+
+log = logging.getLogger("timoner.apiserver")
+
+
+class _TLSIdentityProtocol(HttpToolsProtocol):
+    """uvicorn's HTTP protocol, plus the client-certificate user in `scope["timoner.user"]`."""
+
+    _user: User | None = None
+
+    def connection_made(self, transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        ssl_object = transport.get_extra_info("ssl_object")
+        self._user = None
+        if ssl_object is not None:
+            cert = ssl_object.getpeercert()
+            if cert:
+                self._user = _user_from_cert(cert)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._user is not None:
+            self.scope["timoner.user"] = self._user  # type: ignore[typeddict-unknown-key]
+
+
+def _user_from_cert(cert: dict) -> User:
+    name = ""
+    groups: list[str] = []
+    for rdn in cert.get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                name = value
+            elif key == "organizationName":
+                groups.append(value)
+    groups.append("system:authenticated")
+    return User(name, tuple(groups))
+
+
+@dataclass
+class ServerConfig:
+    """How to run one API server."""
+
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 6443
+    storage: str = "sqlite"  # sqlite | memory | a backend URL
+    service_cidr: str = "100.65.0.0/16"
+    tls: bool = True
+
+
+class APIServer:
+    """One API server process's worth of parts; `start()` returns once it serves."""
+
+    def __init__(self, config: ServerConfig, *, resources: list[ResourceInfo] | None = None) -> None:
+        self.config = config
+        self.resources = list(resources or BUILTIN)
+        self.backend: Backend | None = None
+        self.cache: WatchCache | None = None
+        self.store: Store | None = None
+        self.app: APIApp | None = None
+        self.lifecycle: Lifecycle | None = None
+        self.pki: ClusterPKI | None = None
+        self._server: uvicorn.Server | None = None
+        self._serve_task: asyncio.Task | None = None
+        self._socket: socket.socket | None = None
+        self._compactor: asyncio.Task | None = None
+        self.port = config.port
+
+    @property
+    def url(self) -> str:
+        scheme = "https" if self.config.tls else "http"
+        return f"{scheme}://{self.config.host}:{self.port}"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.config.data_dir / "kubeconfig"
+
+    def _storage_url(self) -> str:
+        kind = self.config.storage
+        if kind == "sqlite":
+            return str((self.config.data_dir / 'state.db').resolve())
+        if kind == "memory":
+            return "memory://"
+        return kind
+
+    async def start(self) -> None:
+        data_dir = self.config.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.pki = ensure_pki(data_dir, extra_sans=(self.config.host,))
+        self.backend = await open_backend(self._storage_url())
+        self.cache = WatchCache(self.backend, decode=_decode)
+        await self.cache.start()
+        self.store = Store(self.backend, self.cache, validate=validate_object,
+                           service_cidr=self.config.service_cidr)
+        self.store.last_written = self.cache.revision
+        self.store.rebuild_allocations()
+        tokens = {self.pki.token(): ADMIN}
+        self.app = APIApp(self.store, self.resources, tokens=tokens)
+        self.lifecycle = Lifecycle(self.store, self.app.resources_by_prefix)
+        await self._bootstrap()
+        self.lifecycle.start()
+        self._compactor = asyncio.create_task(self._compact_periodically(), name="compactor")
+
+        sock = socket.socket(socket.AF_INET6 if ":" in self.config.host else socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.config.host, self.config.port))
+        sock.listen(2048)
+        sock.setblocking(False)
+        self._socket = sock
+        self.port = sock.getsockname()[1]
+        self.app.server_address = f"{self.config.host}:{self.port}"
+        kwargs = {}
+        if self.config.tls:
+            kwargs = dict(ssl_certfile=str(self.pki.server_cert), ssl_keyfile=str(self.pki.server_key),
+                          ssl_ca_certs=str(self.pki.ca_cert), ssl_cert_reqs=ssl.CERT_OPTIONAL)
+        uv_config = uvicorn.Config(
+            self.app, http=_TLSIdentityProtocol, ws="none", lifespan="off", log_level="warning",
+            access_log=False, timeout_keep_alive=120, server_header=False, date_header=False,
+            backlog=2048, timeout_graceful_shutdown=2, **kwargs,
+        )
+        self._server = uvicorn.Server(uv_config)
+        uv_config.load()
+        self._server.lifespan = uv_config.lifespan_class(uv_config)
+        await self._server.startup(sockets=[sock])
+        self._serve_task = asyncio.create_task(self._server.main_loop(), name="uvicorn")
+        write_kubeconfig(self.kubeconfig, self.pki, self.url)
+
+    async def _bootstrap(self) -> None:
+        """Create the namespaces every cluster has, and the `kubernetes` Service."""
+        assert self.store is not None and self.app is not None
+        ns_info = self.app.resource("", "v1", "namespaces")
+        for name in PROTECTED_NAMESPACES:
+            if self.cache.get(f"/registry/core/namespaces/{name}") is None:
+                try:
+                    await self.store.create(ns_info, None, {
+                        "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name},
+                        "spec": {"finalizers": ["kubernetes"]}})
+                except errors.AlreadyExists:
+                    pass
+        svc_info = self.app.resource("", "v1", "services")
+        if self.cache.get("/registry/core/services/default/kubernetes") is None:
+            try:
+                await self.store.create(svc_info, "default", {
+                    "apiVersion": "v1", "kind": "Service",
+                    "metadata": {"name": "kubernetes", "labels": {
+                        "component": "apiserver", "provider": "kubernetes"}},
+                    "spec": {"type": "ClusterIP", "clusterIP": self.store.cluster_ips.kubernetes_ip,
+                             "clusterIPs": [self.store.cluster_ips.kubernetes_ip], "sessionAffinity": "None",
+                             "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack",
+                             "internalTrafficPolicy": "Cluster",
+                             "ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]},
+                }, skip_namespace_check=True)
+            except errors.AlreadyExists:
+                pass
+
+    async def _compact_periodically(self, *, every: float = 300.0, keep: int = 10_000) -> None:
+        """Forget storage history older than the last `keep` revisions, as kine does every 5 minutes."""
+        assert self.backend is not None
+        while True:
+            await asyncio.sleep(every)
+            try:
+                target = await self.backend.current_revision() - keep
+                if target > await self.backend.compact_revision():
+                    await self.backend.compact(target)
+            except Exception:
+                log.exception("compaction failed")
+
+    async def stop(self) -> None:
+        if self._compactor is not None:
+            self._compactor.cancel()
+        if self.app is not None:
+            self.app.ready = False
+        if self._server is not None:
+            self._server.should_exit = True
+            if self._serve_task is not None:
+                try:
+                    await asyncio.wait_for(self._serve_task, 5)
+                except (TimeoutError, asyncio.CancelledError):
+                    self._serve_task.cancel()
+            self._server.force_exit = True
+            try:
+                await asyncio.wait_for(self._server.shutdown(sockets=[self._socket] if self._socket else None), 5)
+            except (TimeoutError, Exception):
+                pass
+        if self.lifecycle is not None:
+            await self.lifecycle.stop()
+        if self.cache is not None:
+            await self.cache.stop()
+        if self.backend is not None:
+            await self.backend.close()

@@ -1,0 +1,512 @@
+"""The object store: Kubernetes object semantics on top of a storage `Backend`.
+
+Everything the API server writes goes through here: system fields (uid,
+creationTimestamp, resourceVersion, generation, generateName), namespace
+checks, the spec/status split, optimistic concurrency (compare-and-swap on the
+revision, retried for unconditional writes), finalizers and graceful
+deletion, and the allocation of Service IPs and ports. Reads come from the
+watch cache after it has caught up with our own last write.
+
+Objects are stored as the JSON of the storage version without
+`metadata.resourceVersion`; the storage revision *is* the resourceVersion.
+A failing write leaves storage untouched: validation happens before the one
+compare-and-swap that commits, and allocations made for it are released.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import logging
+import secrets
+import string
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import orjson
+
+from timoner.api import errors
+from timoner.api.errors import Cause
+from timoner.api.registry import ResourceInfo
+from timoner.storage import Backend, KeyExists, KeyNotFound, RevisionConflict
+
+from .allocators import ClusterIPAllocator, NodePortAllocator
+from .convert import from_storage, needs_conversion, to_storage
+from .strategy import strategy_for
+from .watchcache import CachedObject, WatchCache
+
+__all__ = ["DeleteResult", "Store", "now_rfc3339", "object_key"]
+
+log = logging.getLogger("timoner.apiserver.store")
+
+_ALNUM = string.ascii_lowercase + string.digits
+_GENERATE_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # upstream's: no vowels, no confusable digits
+_RETURNS_DELETED_OBJECT = {("", "pods"), ("", "services"), ("", "namespaces")}
+_IMMUTABLE_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds")
+
+
+def now_rfc3339() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def object_key(info: ResourceInfo, namespace: str | None, name: str) -> str:
+    if info.namespaced:
+        return f"{info.storage_prefix}{namespace}/{name}"
+    return f"{info.storage_prefix}{name}"
+
+
+def _encode(obj: dict) -> bytes:
+    meta = obj.get("metadata") or {}
+    if "resourceVersion" in meta:
+        obj = {**obj, "metadata": {k: v for k, v in meta.items() if k != "resourceVersion"}}
+    return orjson.dumps(obj)
+
+
+def _decode(value: bytes, revision: int) -> dict:
+    obj = orjson.loads(value)
+    obj.setdefault("metadata", {})["resourceVersion"] = str(revision)
+    return obj
+
+
+@dataclass(frozen=True, slots=True)
+class DeleteResult:
+    """What a DELETE did: the object's last state, and whether it is gone already."""
+
+    object: dict
+    deleted: bool
+    returns_object: bool
+
+
+Validator = Callable[[ResourceInfo, dict, dict | None], list[Cause]]
+
+
+class Store:
+    """Kubernetes object semantics over a `Backend`; see the module docstring."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        cache: WatchCache,
+        *,
+        validate: Validator,
+        service_cidr: str = "100.65.0.0/16",
+        node_ports: tuple[int, int] = (30000, 32767),
+    ) -> None:
+        self.backend = backend
+        self.cache = cache
+        self._validate = validate
+        self.last_written = 0
+        self.cluster_ips = ClusterIPAllocator(service_cidr)
+        self.node_ports = NodePortAllocator(*node_ports)
+
+    # -- start ------------------------------------------------------------------------
+
+    def rebuild_allocations(self) -> None:
+        """Mark every Service IP and node port already in use (after the cache loaded)."""
+        for cached in self.cache.list("/registry/core/services/"):
+            self._mark_service(cached.obj)
+
+    def _mark_service(self, svc: dict) -> None:
+        spec = svc.get("spec") or {}
+        for ip in spec.get("clusterIPs") or [spec.get("clusterIP")]:
+            if ip and ip != "None":
+                self.cluster_ips.mark(ip)
+        for port in spec.get("ports") or []:
+            if port.get("nodePort"):
+                self.node_ports.mark(port["nodePort"])
+
+    # -- reads ------------------------------------------------------------------------
+
+    async def sync(self) -> None:
+        """Wait until the cache reflects every write this server acknowledged."""
+        if self.cache.revision < self.last_written:
+            await self.cache.wait_for(self.last_written)
+
+    def _note_write(self, revision: int) -> None:
+        if revision > self.last_written:
+            self.last_written = revision
+
+    async def get_cached(self, info: ResourceInfo, namespace: str | None, name: str) -> CachedObject:
+        await self.sync()
+        cached = self.cache.get(object_key(info, namespace, name))
+        if cached is None:
+            raise errors.NotFound(info.plural, name, group=info.group)
+        return cached
+
+    async def get(self, info: ResourceInfo, namespace: str | None, name: str) -> dict:
+        cached = await self.get_cached(info, namespace, name)
+        return self.served(info, cached.obj)
+
+    def served(self, info: ResourceInfo, obj: dict) -> dict:
+        """The stored object in the version `info` serves (a copy when it converts)."""
+        if needs_conversion(info):
+            return from_storage(info, copy.deepcopy(obj))
+        return obj
+
+    # -- namespace checks -----------------------------------------------------------------
+
+    async def check_namespace(self, info: ResourceInfo, namespace: str | None) -> None:
+        if not info.namespaced:
+            return
+        await self.sync()
+        ns = self.cache.get(f"/registry/core/namespaces/{namespace}")
+        if ns is None:
+            raise errors.NotFound("namespaces", namespace or "")
+        if ns.obj.get("metadata", {}).get("deletionTimestamp") or ns.obj.get("status", {}).get(
+            "phase"
+        ) == "Terminating":
+            raise errors.APIError(
+                f"{info.plural} is forbidden: unable to create new content in namespace {namespace} "
+                "because it is being terminated",
+                403, "Forbidden", name="", group=info.group, kind=info.plural,
+                causes=[Cause("NamespaceTerminating",
+                              f"namespace {namespace} is being terminated", "metadata.namespace")],
+            )
+
+    # -- create ------------------------------------------------------------------------
+
+    async def create(self, info: ResourceInfo, namespace: str | None, obj: dict, *, dry_run: bool = False,
+                     skip_namespace_check: bool = False) -> dict:
+        """Create `obj` (already decoded and defaulted); returns it as stored, with its resourceVersion."""
+        meta = obj.setdefault("metadata", {})
+        if info.namespaced:
+            meta["namespace"] = namespace
+        else:
+            meta.pop("namespace", None)
+        if not meta.get("name"):
+            if meta.get("generateName"):
+                meta["name"] = meta["generateName"] + "".join(secrets.choice(_GENERATE_CHARS) for _ in range(5))
+            else:
+                raise errors.Invalid(info.kind, "", [Cause(
+                    "FieldValueRequired", "Required value: name or generateName is required", "metadata.name")],
+                    group=info.group)
+        for f in ("resourceVersion", "deletionTimestamp", "deletionGracePeriodSeconds", "selfLink"):
+            meta.pop(f, None)
+        meta["uid"] = str(uuid.uuid4())
+        meta["creationTimestamp"] = now_rfc3339()
+        strategy_for(info).prepare_for_create(obj)
+        if meta.get("finalizers") == []:
+            del meta["finalizers"]
+        allocated = self._allocate_service(info, obj, None) if info.plural == "services" and not info.group else None
+        try:
+            causes = self._validate(info, obj, None)
+            if causes:
+                raise errors.Invalid(info.kind, meta["name"], causes, group=info.group)
+            if not skip_namespace_check:
+                await self.check_namespace(info, namespace)
+            stored = to_storage(info, obj) if needs_conversion(info) else obj
+            if dry_run:
+                self._release(allocated)
+                return obj
+            key = object_key(info, namespace, meta["name"])
+            try:
+                kv = await self.backend.create(key, _encode(stored))
+            except KeyExists:
+                raise errors.AlreadyExists(info.plural, meta["name"], group=info.group) from None
+        except BaseException:
+            self._release(allocated)
+            raise
+        self._note_write(kv.mod_revision)
+        meta["resourceVersion"] = str(kv.mod_revision)
+        return obj
+
+    # -- update ------------------------------------------------------------------------
+
+    async def update(
+        self,
+        info: ResourceInfo,
+        namespace: str | None,
+        name: str,
+        mutate: Callable[[dict], dict],
+        *,
+        subresource: str = "",
+        dry_run: bool = False,
+        expected_rv: str | None = None,
+    ) -> dict:
+        """Replace an object with `mutate(current)`, as one compare-and-swap.
+
+        `mutate` gets a private copy of the current object (in the served version) and returns the new
+        one. When the new object carries a resourceVersion that is not the current one, the update
+        fails with 409; without one it is unconditional and retried on a concurrent write.
+        """
+        key = object_key(info, namespace, name)
+        for _attempt in range(20):
+            cached = await self.get_cached(info, namespace, name)
+            current = self.served(info, copy.deepcopy(cached.obj))
+            new = mutate(copy.deepcopy(current))
+            new_meta = new.setdefault("metadata", {})
+            rv = new_meta.pop("resourceVersion", None) or expected_rv
+            if rv and rv != current["metadata"]["resourceVersion"]:
+                raise errors.Conflict(info.plural, name, group=info.group)
+            result = await self._commit_update(info, key, cached, current, new, subresource=subresource,
+                                               dry_run=dry_run)
+            if result is not None:
+                return result
+            if rv:
+                raise errors.Conflict(info.plural, name, group=info.group)
+        raise errors.Conflict(info.plural, name, "too many concurrent writes; try again", group=info.group)
+
+    async def _commit_update(self, info: ResourceInfo, key: str, cached: CachedObject, current: dict,
+                             new: dict, *, subresource: str, dry_run: bool) -> dict | None:
+        """Validate and write one update; None when the compare-and-swap lost a race."""
+        name = current["metadata"]["name"]
+        old_meta = current["metadata"]
+        meta = new["metadata"]
+        if meta.get("name", name) != name:
+            raise errors.BadRequest(
+                f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})")
+        if meta.get("uid") and meta["uid"] != old_meta.get("uid"):
+            raise errors.Conflict(info.plural, name,
+                                  f"Precondition failed: UID in precondition: {meta['uid']}, "
+                                  f"UID in object meta: {old_meta.get('uid')}", group=info.group)
+        meta["name"] = name
+        if info.namespaced:
+            meta["namespace"] = old_meta.get("namespace")
+        else:
+            meta.pop("namespace", None)
+        for f in _IMMUTABLE_META:
+            if f in old_meta:
+                meta[f] = old_meta[f]
+            else:
+                meta.pop(f, None)
+        meta.pop("selfLink", None)
+        if old_meta.get("deletionTimestamp"):
+            added = set(meta.get("finalizers") or []) - set(old_meta.get("finalizers") or [])
+            if added:
+                raise errors.Invalid(info.kind, name, [Cause(
+                    "FieldValueForbidden",
+                    "Forbidden: no new finalizers can be added if the object is being deleted, found new "
+                    f"finalizers {sorted(added)}", "metadata.finalizers")], group=info.group)
+        strategy_for(info).prepare_for_update(new, current, subresource=subresource)
+        if meta.get("finalizers") == []:
+            del meta["finalizers"]
+        allocated = None
+        if info.plural == "services" and not info.group and subresource == "":
+            allocated = self._allocate_service(info, new, current)
+        try:
+            # A binding is the one sanctioned write of an otherwise immutable pod spec field.
+            causes = self._validate(info, new, None if subresource == "binding" else current)
+            if causes:
+                raise errors.Invalid(info.kind, name, causes, group=info.group)
+        except BaseException:
+            self._release(allocated)
+            raise
+        meta["resourceVersion"] = old_meta["resourceVersion"]
+        if new == current:
+            self._release(allocated)
+            return current  # a no-op update writes nothing, as upstream
+        if dry_run:
+            self._release(allocated)
+            return new
+        stored = to_storage(info, new) if needs_conversion(info) else new
+        try:
+            if meta.get("deletionTimestamp") and not meta.get("finalizers") and _may_go_now(info, new):
+                # The last finalizer went away: the object is deleted now.
+                kv = await self.backend.delete(key, expected_revision=cached.revision)
+                self._after_delete(info, new)
+            else:
+                kv = await self.backend.update(key, _encode(stored), expected_revision=cached.revision)
+        except RevisionConflict:
+            self._release(allocated)
+            return None
+        except KeyNotFound:
+            self._release(allocated)
+            raise errors.NotFound(info.plural, name, group=info.group) from None
+        if allocated is not None:
+            self._release_replaced(current, new)
+        self._note_write(kv.mod_revision)
+        meta["resourceVersion"] = str(kv.mod_revision)
+        return new
+
+    # -- delete ------------------------------------------------------------------------
+
+    async def delete(
+        self,
+        info: ResourceInfo,
+        namespace: str | None,
+        name: str,
+        *,
+        options: dict | None = None,
+        dry_run: bool = False,
+    ) -> DeleteResult:
+        """Delete with DeleteOptions semantics: preconditions, grace, finalizers and propagation."""
+        options = options or {}
+        key = object_key(info, namespace, name)
+        returns_object = (info.group, info.plural) in _RETURNS_DELETED_OBJECT
+        for _attempt in range(20):
+            cached = await self.get_cached(info, namespace, name)
+            current = copy.deepcopy(cached.obj)
+            meta = current["metadata"]
+            pre = options.get("preconditions") or {}
+            if pre.get("uid") and pre["uid"] != meta.get("uid"):
+                raise errors.Conflict(info.plural, name, f"Precondition failed: UID in precondition: "
+                                      f"{pre['uid']}, UID in object meta: {meta.get('uid')}", group=info.group)
+            if pre.get("resourceVersion") and pre["resourceVersion"] != meta.get("resourceVersion"):
+                raise errors.Conflict(info.plural, name, "Precondition failed: ResourceVersion in precondition: "
+                                      f"{pre['resourceVersion']}, ResourceVersion in object meta: "
+                                      f"{meta.get('resourceVersion')}", group=info.group)
+            new = self._deletion_state(info, current, options)
+            if dry_run:
+                return DeleteResult(self.served(info, new or current), new is None, returns_object)
+            try:
+                if new is None:
+                    kv = await self.backend.delete(key, expected_revision=cached.revision)
+                    self._after_delete(info, current)
+                    self._note_write(kv.mod_revision)
+                    meta["resourceVersion"] = str(kv.mod_revision)
+                    return DeleteResult(self.served(info, current), True, returns_object)
+                if new == current:
+                    return DeleteResult(self.served(info, current), False, True)
+                kv = await self.backend.update(key, _encode(new), expected_revision=cached.revision)
+            except RevisionConflict:
+                continue
+            except KeyNotFound:
+                raise errors.NotFound(info.plural, name, group=info.group) from None
+            self._note_write(kv.mod_revision)
+            new["metadata"]["resourceVersion"] = str(kv.mod_revision)
+            return DeleteResult(self.served(info, new), False, True)
+        raise errors.Conflict(info.plural, name, "too many concurrent writes; try again", group=info.group)
+
+    def _deletion_state(self, info: ResourceInfo, current: dict, options: dict) -> dict | None:
+        """The object's state after a delete request, or None if it should go now."""
+        meta = current["metadata"]
+        policy = options.get("propagationPolicy")
+        if options.get("orphanDependents") is True and not policy:
+            policy = "Orphan"
+        elif options.get("orphanDependents") is False and not policy:
+            policy = "Background"
+        new = copy.deepcopy(current)
+        nmeta = new["metadata"]
+        finalizers = list(nmeta.get("finalizers") or [])
+        if policy == "Orphan" and "orphan" not in finalizers and not meta.get("deletionTimestamp"):
+            finalizers.append("orphan")
+        elif policy == "Foreground" and "foregroundDeletion" not in finalizers:
+            finalizers.append("foregroundDeletion")
+        if policy in ("Background", "Foreground"):
+            finalizers = [f for f in finalizers if f != "orphan" or policy != "Foreground"]
+        is_pod = info.plural == "pods" and not info.group
+        grace = options.get("gracePeriodSeconds")
+        if is_pod:
+            spec = current.get("spec") or {}
+            if grace is None:
+                grace = meta.get("deletionGracePeriodSeconds", spec.get("terminationGracePeriodSeconds", 30))
+            phase = (current.get("status") or {}).get("phase")
+            # As upstream: unscheduled or finished pods need no kubelet to stop them.
+            if not spec.get("nodeName") or phase in ("Succeeded", "Failed"):
+                grace = 0
+        if is_pod and grace and grace > 0:
+            nmeta["finalizers"] = finalizers
+            if not finalizers:
+                del nmeta["finalizers"]
+            previous = meta.get("deletionGracePeriodSeconds")
+            if previous is None or grace < previous:
+                nmeta["deletionGracePeriodSeconds"] = grace
+                deadline = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=grace)
+                nmeta["deletionTimestamp"] = deadline.strftime("%Y-%m-%dT%H:%M:%SZ")
+            return new
+        if info.plural == "namespaces" and not info.group:
+            spec_finalizers = (current.get("spec") or {}).get("finalizers") or []
+            if spec_finalizers or finalizers:
+                nmeta.setdefault("deletionTimestamp", now_rfc3339())
+                nmeta.setdefault("deletionGracePeriodSeconds", 0)
+                nmeta["finalizers"] = finalizers
+                if not finalizers:
+                    del nmeta["finalizers"]
+                new.setdefault("status", {})["phase"] = "Terminating"
+                return new
+            return None
+        if finalizers:
+            nmeta["finalizers"] = finalizers
+            nmeta.setdefault("deletionTimestamp", now_rfc3339())
+            nmeta.setdefault("deletionGracePeriodSeconds", 0)
+            return new
+        return None
+
+    # -- Services ------------------------------------------------------------------------
+
+    def _allocate_service(self, info: ResourceInfo, svc: dict, old: dict | None) -> list[tuple[str, object]]:
+        """Allocate (or carry over) cluster IPs and node ports; returns what this call newly took."""
+        spec = svc.setdefault("spec", {})
+        old_spec = (old or {}).get("spec") or {}
+        name = svc.get("metadata", {}).get("name", "")
+        taken: list[tuple[str, object]] = []
+        try:
+            svc_type = spec.get("type", "ClusterIP")
+            if svc_type == "ExternalName":
+                spec.pop("clusterIP", None)
+                spec.pop("clusterIPs", None)
+            else:
+                ip = spec.get("clusterIP") or ((spec.get("clusterIPs") or [None])[0])
+                if not ip and old_spec.get("clusterIP"):
+                    ip = old_spec["clusterIP"]  # as upstream: an update without clusterIP keeps it
+                elif ip and ip != "None" and ip != old_spec.get("clusterIP"):
+                    self.cluster_ips.reserve(ip, field="spec.clusterIPs", name=name)
+                    taken.append(("ip", ip))
+                elif not ip:
+                    ip = self.cluster_ips.allocate()
+                    taken.append(("ip", ip))
+                spec["clusterIP"] = ip
+                spec["clusterIPs"] = [ip]
+            old_ports = {(p.get("port"), p.get("protocol", "TCP")): p.get("nodePort")
+                         for p in old_spec.get("ports") or [] if p.get("nodePort")}
+            wants_node_port = svc_type in ("NodePort", "LoadBalancer")
+            for i, port in enumerate(spec.get("ports") or []):
+                if not wants_node_port:
+                    port.pop("nodePort", None)
+                    continue
+                requested = port.get("nodePort")
+                previous = old_ports.get((port.get("port"), port.get("protocol", "TCP")))
+                if requested and requested in old_ports.values():
+                    continue
+                if requested:
+                    self.node_ports.reserve(requested, field=f"spec.ports[{i}].nodePort", name=name)
+                    taken.append(("port", requested))
+                elif previous:
+                    port["nodePort"] = previous
+                else:
+                    port["nodePort"] = self.node_ports.allocate()
+                    taken.append(("port", port["nodePort"]))
+        except BaseException:
+            self._release(taken)
+            raise
+        return taken
+
+    def _release(self, taken: list[tuple[str, object]] | None) -> None:
+        for what, value in taken or ():
+            if what == "ip":
+                self.cluster_ips.release(value)  # type: ignore[arg-type]
+            else:
+                self.node_ports.release(value)  # type: ignore[arg-type]
+
+    def _release_replaced(self, old: dict, new: dict) -> None:
+        """After a Service update, free what the old version held and the new one does not."""
+        old_spec, new_spec = old.get("spec") or {}, new.get("spec") or {}
+        old_ips = set(old_spec.get("clusterIPs") or [])
+        new_ips = set(new_spec.get("clusterIPs") or [])
+        for ip in old_ips - new_ips:
+            self.cluster_ips.release(ip)
+        old_ports = {p.get("nodePort") for p in old_spec.get("ports") or [] if p.get("nodePort")}
+        new_ports = {p.get("nodePort") for p in new_spec.get("ports") or [] if p.get("nodePort")}
+        for port in old_ports - new_ports:
+            self.node_ports.release(port)
+
+    def _after_delete(self, info: ResourceInfo, obj: dict) -> None:
+        if info.plural == "services" and not info.group:
+            spec = obj.get("spec") or {}
+            for ip in spec.get("clusterIPs") or []:
+                self.cluster_ips.release(ip)
+            for port in spec.get("ports") or []:
+                if port.get("nodePort"):
+                    self.node_ports.release(port["nodePort"])
+
+
+def _may_go_now(info: ResourceInfo, obj: dict) -> bool:
+    """Whether a terminating object with no finalizers left is removed now (pods wait for their node)."""
+    if info.group:
+        return True
+    if info.plural == "pods":
+        return not obj["metadata"].get("deletionGracePeriodSeconds")
+    if info.plural == "namespaces":
+        return not (obj.get("spec") or {}).get("finalizers")
+    return True

@@ -1,0 +1,235 @@
+"""Subresources that are not plain object verbs: scale, binding, eviction, finalize, and the reviews.
+
+`status` is served by the generic handler with `subresource="status"`; the
+ones here speak a different kind than their parent (autoscaling/v1 Scale,
+v1 Binding, policy/v1 Eviction) or are never stored (the self-subject
+reviews, answered allow-all until RBAC is enforced).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import orjson
+
+from timoner.api import errors
+from timoner.api.patch import apply_json_patch, apply_merge_patch, apply_strategic_merge_patch
+from timoner.api.registry import ResourceInfo
+from timoner.api.selectors import label_selector_from_dict
+
+from ._http import Request, Response, User, json_response
+from .rest import PATCH_TYPES, ResourceHandler, dry_run
+from .store import Store
+
+__all__ = ["Subresources"]
+
+_SCALE_DEFINITION = "io.k8s.api.autoscaling.v1.Scale"
+
+
+def _success(code: int = 201, **details: Any) -> Response:
+    body = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": code}
+    if details:
+        body["details"] = details
+    return json_response(body, code)
+
+
+class Subresources:
+    """Handlers for scale, binding, eviction, finalize and the self-subject reviews."""
+
+    def __init__(self, store: Store, rest: ResourceHandler, resource: callable) -> None:
+        self.store = store
+        self.rest = rest
+        self._resource = resource  # (group, version, plural) -> ResourceInfo | None
+
+    # -- scale ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _scale_of(obj: dict) -> dict:
+        meta = obj["metadata"]
+        spec = obj.get("spec") or {}
+        status = obj.get("status") or {}
+        selector = spec.get("selector")
+        if obj.get("kind") == "ReplicationController":
+            selector_text = ",".join(f"{k}={v}" for k, v in sorted((selector or {}).items()))
+        else:
+            selector_text = str(label_selector_from_dict(selector)) if selector is not None else ""
+        return {
+            "kind": "Scale",
+            "apiVersion": "autoscaling/v1",
+            "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+                         if k in meta},
+            "spec": {"replicas": spec.get("replicas", 0)},
+            "status": {"replicas": status.get("replicas", 0), "selector": selector_text},
+        }
+
+    async def scale(self, req: Request, info: ResourceInfo, namespace: str | None, name: str) -> Response:
+        if req.method == "GET":
+            obj = await self.store.get(info, namespace, name)
+            return json_response(self._scale_of(obj))
+        if req.method == "PUT":
+            body = await req.json_body()
+            if not isinstance(body, dict):
+                raise errors.BadRequest("the body of the request must be a Scale object")
+
+            def new_scale(current: dict) -> dict:
+                return body
+        elif req.method == "PATCH":
+            content_type = req.content_type
+            if content_type not in PATCH_TYPES[:3]:
+                raise errors.UnsupportedMediaType(
+                    f"the body of the request was in an unknown format - accepted media types include: "
+                    f"{', '.join(PATCH_TYPES)}")
+            patch = orjson.loads(await req.body())
+
+            def new_scale(current: dict) -> dict:
+                if content_type == "application/json-patch+json":
+                    return apply_json_patch(current, patch)
+                if content_type == "application/merge-patch+json":
+                    return apply_merge_patch(current, patch)
+                return apply_strategic_merge_patch(current, patch, definition=_SCALE_DEFINITION)
+        else:
+            raise errors.MethodNotAllowed()
+
+        def mutate(obj: dict) -> dict:
+            scale = new_scale(self._scale_of(obj))
+            replicas = (scale.get("spec") or {}).get("replicas")
+            if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+                raise errors.Invalid("Scale", name, [errors.Cause(
+                    "FieldValueInvalid", f"Invalid value: {replicas}: must be greater than or equal to 0",
+                    "spec.replicas")], group="autoscaling")
+            rv = (scale.get("metadata") or {}).get("resourceVersion")
+            if rv and rv != obj["metadata"]["resourceVersion"]:
+                raise errors.Conflict(info.plural, name, group=info.group)
+            obj.setdefault("spec", {})["replicas"] = replicas
+            obj["metadata"].pop("resourceVersion", None)
+            return obj
+
+        updated = await self.store.update(info, namespace, name, mutate, dry_run=dry_run(req))
+        return json_response(self._scale_of(updated))
+
+    # -- binding ---------------------------------------------------------------------------
+
+    async def binding(self, req: Request, info: ResourceInfo, namespace: str | None, name: str | None) -> Response:
+        body = await req.json_body()
+        if not isinstance(body, dict):
+            raise errors.BadRequest("the body of the request must be a Binding object")
+        pod_name = name or (body.get("metadata") or {}).get("name")
+        target = body.get("target") or {}
+        node = target.get("name")
+        if not node:
+            raise errors.Invalid("Binding", pod_name or "", [errors.Cause(
+                "FieldValueRequired", "Required value", "target.name")])
+        pod_info = self._resource("", "v1", "pods")
+
+        def bind(pod: dict) -> dict:
+            spec = pod.setdefault("spec", {})
+            if spec.get("nodeName"):
+                raise errors.Conflict("pods", pod_name, message=(
+                    f'Operation cannot be fulfilled on pods/binding "{pod_name}": pod {pod_name} is already '
+                    f'assigned to node "{spec["nodeName"]}"'))
+            if pod["metadata"].get("deletionTimestamp"):
+                raise errors.Conflict("pods", pod_name, message=(
+                    f'Operation cannot be fulfilled on pods/binding "{pod_name}": pod {pod_name} is being '
+                    "deleted, cannot be assigned to a host"))
+            spec["nodeName"] = node
+            conditions = [c for c in (pod.get("status") or {}).get("conditions") or []
+                          if c.get("type") != "PodScheduled"]
+            conditions.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
+                               "lastTransitionTime": _now()})
+            pod.setdefault("status", {})["conditions"] = conditions
+            pod["metadata"].pop("resourceVersion", None)
+            return pod
+
+        await self.store.update(pod_info, namespace, pod_name, bind, subresource="binding",
+                                dry_run=dry_run(req))
+        return _success(201)
+
+    # -- eviction ---------------------------------------------------------------------------
+
+    async def eviction(self, req: Request, info: ResourceInfo, namespace: str | None, name: str) -> Response:
+        body = await req.json_body()
+        if not isinstance(body, dict):
+            raise errors.BadRequest("the body of the request must be an Eviction object")
+        pod = await self.store.get(info, namespace, name)
+        phase = (pod.get("status") or {}).get("phase")
+        if phase not in ("Succeeded", "Failed") and not pod["metadata"].get("deletionTimestamp"):
+            pdb_info = self._resource("policy", "v1", "poddisruptionbudgets")
+            labels = pod["metadata"].get("labels") or {}
+            for cached in self.store.cache.list(f"{pdb_info.storage_prefix}{namespace}/"):
+                pdb = cached.obj
+                selector = (pdb.get("spec") or {}).get("selector")
+                if selector is None or not label_selector_from_dict(selector).matches(labels):
+                    continue
+                status = pdb.get("status") or {}
+                if status.get("observedGeneration", 0) < pdb["metadata"].get("generation", 1):
+                    raise errors.TooManyRequests(
+                        "Cannot evict pod as it would violate the pod's disruption budget.",
+                        retry_after=10, causes=[errors.Cause(
+                            "DisruptionBudget",
+                            f"The disruption budget {pdb['metadata']['name']} is still being processed by "
+                            "the server.")])
+                if status.get("disruptionsAllowed", 0) < 1:
+                    raise errors.TooManyRequests(
+                        "Cannot evict pod as it would violate the pod's disruption budget.",
+                        retry_after=10, causes=[errors.Cause(
+                            "DisruptionBudget",
+                            f"The disruption budget {pdb['metadata']['name']} needs "
+                            f"{status.get('desiredHealthy', 0)} healthy pods and has "
+                            f"{status.get('currentHealthy', 0)} currently")])
+        options = copy.deepcopy(body.get("deleteOptions") or {})
+        await self.store.delete(info, namespace, name, options=options, dry_run=dry_run(req))
+        return _success(201)
+
+    # -- namespace finalize -------------------------------------------------------------------
+
+    async def finalize(self, req: Request, info: ResourceInfo, name: str) -> Response:
+        body = await req.json_body()
+        if not isinstance(body, dict):
+            raise errors.BadRequest("the body of the request must be a Namespace object")
+        finalizers = (body.get("spec") or {}).get("finalizers") or []
+
+        def apply(ns: dict) -> dict:
+            ns.setdefault("spec", {})["finalizers"] = finalizers
+            if not finalizers:
+                del ns["spec"]["finalizers"]
+            ns["metadata"].pop("resourceVersion", None)
+            return ns
+
+        updated = await self.store.update(info, None, name, apply, subresource="finalize", dry_run=dry_run(req))
+        return json_response(updated)
+
+    # -- reviews ---------------------------------------------------------------------------
+
+    async def review(self, req: Request, info: ResourceInfo, user: User) -> Response:
+        body = await req.json_body()
+        if not isinstance(body, dict):
+            raise errors.BadRequest(f"the body of the request must be a {info.kind} object")
+        out = {"kind": info.kind, "apiVersion": info.group_version,
+               "metadata": {"creationTimestamp": None, **(body.get("metadata") or {})},
+               "spec": body.get("spec") or {}}
+        if info.kind == "SelfSubjectAccessReview":
+            spec = out["spec"]
+            if not spec.get("resourceAttributes") and not spec.get("nonResourceAttributes"):
+                raise errors.Invalid(info.kind, "", [errors.Cause(
+                    "FieldValueRequired",
+                    "Required value: exactly one of nonResourceAttributes or resourceAttributes must be "
+                    "specified", "spec.resourceAttributes")], group=info.group)
+            out["status"] = {"allowed": True, "reason": "timoner allows every authenticated request"}
+        elif info.kind == "SelfSubjectRulesReview":
+            out["status"] = {
+                "resourceRules": [{"verbs": ["*"], "apiGroups": ["*"], "resources": ["*"]}],
+                "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
+                "incomplete": False,
+            }
+        else:  # SelfSubjectReview
+            out.pop("spec")
+            out["status"] = {"userInfo": {"username": user.name, "groups": list(user.groups),
+                                          **({"uid": user.uid} if user.uid else {})}}
+        return json_response(out, 201)
+
+
+def _now() -> str:
+    from .store import now_rfc3339
+
+    return now_rfc3339()

@@ -1,0 +1,69 @@
+"""The `timoner` command: run the API server alone, or a whole cluster with `up`.
+
+`timoner server` runs only the API server. `timoner up` runs the whole
+single-node cluster; until the controllers, scheduler and node agent exist
+(later issues) it runs the API server. Both print one line containing
+`ready` once the server answers, then the `export KUBECONFIG=...` line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from timoner import __version__
+from timoner.apiserver.server import APIServer, ServerConfig
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="timoner", description="A Kubernetes-compatible orchestrator.")
+    parser.add_argument("--version", action="version", version=f"timoner {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, help_text in (("server", "run the API server"), ("up", "run a whole single-node cluster")):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("--data-dir", required=True, type=Path, help="where state, PKI and kubeconfig live")
+        p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+        p.add_argument("--port", type=int, default=6443, help="port to listen on (default 6443; 0 = any)")
+        p.add_argument("--storage", default="sqlite", help="sqlite (default), memory, or a backend URL")
+        p.add_argument("--service-cidr", default="100.65.0.0/16", help="Service cluster IP range")
+        p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    return parser
+
+
+async def _run(args: argparse.Namespace) -> int:
+    config = ServerConfig(data_dir=args.data_dir.resolve(), host=args.host, port=args.port,
+                          storage=args.storage, service_cidr=args.service_cidr)
+    server = APIServer(config)
+    await server.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"timoner {args.command}: API server ready at {server.url} (storage: {args.storage})", flush=True)
+    print(f"export KUBECONFIG={server.kubeconfig}", flush=True)
+    await stop.wait()
+    print("timoner: shutting down", flush=True)
+    await server.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        import uvloop
+
+        return uvloop.run(_run(args))
+    except ImportError:
+        return asyncio.run(_run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,281 @@
+"""Object, list and watch semantics over HTTP against an in-process server."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+
+import pytest
+
+from timoner.testing import ServerThread, http_client
+
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory):
+    with ServerThread(tmp_path_factory.mktemp("sem") / "data", storage="memory") as s:
+        yield s
+
+
+@pytest.fixture
+def c(srv):
+    with http_client(srv) as client:
+        yield client
+
+
+@pytest.fixture
+def ns(c):
+    name = f"s-{uuid.uuid4().hex[:8]}"
+    c.post("/api/v1/namespaces", json={"metadata": {"name": name}}).raise_for_status()
+    return name
+
+
+def wait_until(check, timeout=10.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if check():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_system_fields_generation_and_generate_name(c, ns):
+    r = c.post(f"/apis/apps/v1/namespaces/{ns}/deployments", json={
+        "metadata": {"generateName": "web-"},
+        "spec": {"selector": {"matchLabels": {"a": "b"}},
+                 "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}})
+    assert r.status_code == 201, r.text
+    obj = r.json()
+    meta = obj["metadata"]
+    assert meta["name"].startswith("web-") and len(meta["name"]) == len("web-") + 5
+    assert meta["uid"] and meta["creationTimestamp"].endswith("Z")
+    assert meta["generation"] == 1 and int(meta["resourceVersion"]) > 0
+    assert obj["apiVersion"] == "apps/v1" and obj["kind"] == "Deployment"
+    path = f"/apis/apps/v1/namespaces/{ns}/deployments/{meta['name']}"
+    # A label change does not bump generation; a spec change does.
+    r2 = c.patch(path, json={"metadata": {"labels": {"x": "y"}}},
+                 headers={"content-type": "application/merge-patch+json"})
+    assert r2.json()["metadata"]["generation"] == 1
+    r3 = c.patch(path, json={"spec": {"replicas": 3}}, headers={"content-type": "application/merge-patch+json"})
+    assert r3.json()["metadata"]["generation"] == 2
+    # Status writes through the main resource are ignored; /status changes only status.
+    body = r3.json()
+    body["status"] = {"replicas": 7}
+    body["spec"]["replicas"] = 4
+    r4 = c.put(path, json=body)
+    assert "status" not in r4.json() or r4.json()["status"].get("replicas") != 7
+    body = r4.json()
+    body["status"] = {"replicas": 7, "observedGeneration": 3}
+    body["spec"]["replicas"] = 9
+    r5 = c.put(path + "/status", json=body)
+    assert r5.status_code == 200, r5.text
+    assert r5.json()["status"]["replicas"] == 7
+    assert r5.json()["spec"]["replicas"] == 4
+    # An unconditional PUT (no resourceVersion) succeeds.
+    body = r5.json()
+    del body["metadata"]["resourceVersion"]
+    body["spec"]["replicas"] = 5
+    assert c.put(path, json=body).status_code == 200
+    # A no-op update does not write.
+    current = c.get(path).json()
+    again = c.put(path, json=current).json()
+    assert again["metadata"]["resourceVersion"] == current["metadata"]["resourceVersion"]
+
+
+def test_dry_run_writes_nothing(c, ns):
+    r = c.post(f"/api/v1/namespaces/{ns}/configmaps?dryRun=All", json={"metadata": {"name": "dry"}})
+    assert r.status_code == 201
+    assert c.get(f"/api/v1/namespaces/{ns}/configmaps/dry").status_code == 404
+    c.post(f"/api/v1/namespaces/{ns}/configmaps", json={"metadata": {"name": "wet"}, "data": {"a": "1"}})
+    before = c.get(f"/api/v1/namespaces/{ns}/configmaps/wet").json()
+    r = c.patch(f"/api/v1/namespaces/{ns}/configmaps/wet?dryRun=All", json={"data": {"a": "2"}},
+                headers={"content-type": "application/merge-patch+json"})
+    assert r.json()["data"]["a"] == "2"
+    assert c.request("DELETE", f"/api/v1/namespaces/{ns}/configmaps/wet?dryRun=All").status_code == 200
+    assert c.get(f"/api/v1/namespaces/{ns}/configmaps/wet").json() == before
+
+
+def test_list_paging_and_resource_versions(c, ns):
+    for i in range(12):
+        c.post(f"/api/v1/namespaces/{ns}/configmaps", json={"metadata": {"name": f"p{i:02d}"}}).raise_for_status()
+    first = c.get(f"/api/v1/namespaces/{ns}/configmaps?limit=5").json()
+    assert [i["metadata"]["name"] for i in first["items"]] == [f"p{i:02d}" for i in range(5)]
+    assert first["metadata"]["remainingItemCount"] == 7
+    rv = first["metadata"]["resourceVersion"]
+    # Writes between pages do not show up in later pages of the same list.
+    c.post(f"/api/v1/namespaces/{ns}/configmaps", json={"metadata": {"name": "p05a"}}).raise_for_status()
+    c.delete(f"/api/v1/namespaces/{ns}/configmaps/p09")
+    names = [i["metadata"]["name"] for i in first["items"]]
+    token = first["metadata"]["continue"]
+    while token:
+        page = c.get(f"/api/v1/namespaces/{ns}/configmaps", params={"limit": 5, "continue": token}).json()
+        assert page["metadata"]["resourceVersion"] == rv
+        names += [i["metadata"]["name"] for i in page["items"]]
+        token = page["metadata"].get("continue")
+    assert names == [f"p{i:02d}" for i in range(12)]
+    now = c.get(f"/api/v1/namespaces/{ns}/configmaps").json()
+    assert "p05a" in [i["metadata"]["name"] for i in now["items"]]
+    exact = c.get(f"/api/v1/namespaces/{ns}/configmaps",
+                  params={"resourceVersion": rv, "resourceVersionMatch": "Exact"}).json()
+    assert len(exact["items"]) == 12 and exact["metadata"]["resourceVersion"] == rv
+
+
+def _watch_lines(c, path, params, count, out, timeout=10):
+    with c.stream("GET", path, params={**params, "watch": "true", "timeoutSeconds": str(timeout)}) as r:
+        assert r.status_code == 200
+        for line in r.iter_lines():
+            if line:
+                out.append(json.loads(line))
+                if len(out) >= count:
+                    return
+
+
+def test_watch_selector_transitions_and_resume(c, ns):
+    base = f"/api/v1/namespaces/{ns}/configmaps"
+    start = c.get(base).json()["metadata"]["resourceVersion"]
+    events: list[dict] = []
+    t = threading.Thread(target=_watch_lines, args=(c, base, {"labelSelector": "app=x", "resourceVersion": start},
+                                                     4, events))
+    t.start()
+    c.post(base, json={"metadata": {"name": "a", "labels": {"app": "y"}}})
+    c.patch(f"{base}/a", json={"metadata": {"labels": {"app": "x"}}}, headers={"content-type": "application/merge-patch+json"})
+    c.patch(f"{base}/a", json={"data": {"k": "v"}}, headers={"content-type": "application/merge-patch+json"})
+    c.patch(f"{base}/a", json={"metadata": {"labels": {"app": "z"}}}, headers={"content-type": "application/merge-patch+json"})
+    c.post(base, json={"metadata": {"name": "b", "labels": {"app": "x"}}})
+    t.join(15)
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [
+        ("ADDED", "a"), ("MODIFIED", "a"), ("DELETED", "a"), ("ADDED", "b")]
+    rvs = [int(e["object"]["metadata"]["resourceVersion"]) for e in events]
+    assert rvs == sorted(rvs)
+    # Resume from the middle: only what came after.
+    later: list[dict] = []
+    _watch_lines(c, base, {"resourceVersion": events[1]["object"]["metadata"]["resourceVersion"]}, 2, later)
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in later] == [("MODIFIED", "a"), ("ADDED", "b")]
+
+
+def test_watch_too_old_resource_version_is_in_stream_410(server):
+    # Its own server: the event window is shrunk to make history expire.
+    server.call(_shrink(server.server.cache))
+    c = http_client(server)
+    base = "/api/v1/namespaces/default/configmaps"
+    for i in range(5):
+        c.post(base, json={"metadata": {"name": f"o{i}"}})
+    events: list[dict] = []
+    _watch_lines(c, base, {"resourceVersion": "1"}, 1, events)
+    c.close()
+    assert events[0]["type"] == "ERROR"
+    status = events[0]["object"]
+    assert status["code"] == 410 and status["reason"] == "Expired"
+    assert "too old resource version" in status["message"]
+
+
+async def _shrink(cache):
+    import collections
+
+    cache._events = collections.deque(cache._events, maxlen=3)
+    while len(cache._events) > 2:
+        cache._oldest = cache._events.popleft().revision
+
+
+def test_watch_bookmarks_only_when_asked(c, ns):
+    base = f"/api/v1/namespaces/{ns}/configmaps"
+    events: list[dict] = []
+    _watch_lines(c, base, {"sendInitialEvents": "true", "allowWatchBookmarks": "true",
+                           "resourceVersionMatch": "NotOlderThan", "resourceVersion": ""}, 1, events)
+    assert events[0]["type"] == "BOOKMARK"
+    assert events[0]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
+    plain: list[dict] = []
+    c.post(base, json={"metadata": {"name": "bm"}})
+    _watch_lines(c, base, {}, 1, plain, timeout=2)
+    assert all(e["type"] != "BOOKMARK" for e in plain)
+
+
+def _owned(owner, block=False):
+    ref = {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": owner["metadata"]["name"],
+           "uid": owner["metadata"]["uid"]}
+    if block:
+        ref["blockOwnerDeletion"] = True
+    return [ref]
+
+
+@pytest.mark.parametrize("policy", ["Background", "Foreground", "Orphan"])
+def test_garbage_collection(c, ns, policy):
+    base = f"/api/v1/namespaces/{ns}/configmaps"
+    owner = c.post(base, json={"metadata": {"name": "owner"}}).json()
+    for i in range(3):
+        c.post(base, json={"metadata": {"name": f"dep{i}", "ownerReferences": _owned(owner, block=True)}})
+    r = c.request("DELETE", f"{base}/owner", json={"propagationPolicy": policy})
+    assert r.status_code in (200, 202)
+    assert wait_until(lambda: c.get(f"{base}/owner").status_code == 404)
+    if policy == "Orphan":
+        assert wait_until(lambda: all(
+            "ownerReferences" not in c.get(f"{base}/dep{i}").json()["metadata"] for i in range(3)))
+    else:
+        assert wait_until(lambda: all(c.get(f"{base}/dep{i}").status_code == 404 for i in range(3)))
+
+
+def test_finalizers_hold_deletion(c, ns):
+    base = f"/api/v1/namespaces/{ns}/configmaps"
+    c.post(base, json={"metadata": {"name": "held", "finalizers": ["example.com/hold"]}})
+    r = c.delete(f"{base}/held")
+    assert r.status_code == 202
+    held = c.get(f"{base}/held").json()
+    assert held["metadata"]["deletionTimestamp"]
+    add = c.patch(f"{base}/held", json={"metadata": {"finalizers": ["example.com/hold", "x.io/more"]}},
+                  headers={"content-type": "application/merge-patch+json"})
+    assert add.status_code == 422
+    done = c.patch(f"{base}/held", json={"metadata": {"finalizers": None}},
+                   headers={"content-type": "application/merge-patch+json"})
+    assert done.status_code == 200
+    assert c.get(f"{base}/held").status_code == 404
+
+
+def test_terminating_namespace_refuses_new_content(c):
+    name = f"term-{uuid.uuid4().hex[:6]}"
+    c.post("/api/v1/namespaces", json={"metadata": {"name": name}})
+    c.post(f"/api/v1/namespaces/{name}/configmaps",
+           json={"metadata": {"name": "stuck", "finalizers": ["example.com/hold"]}})
+    c.delete(f"/api/v1/namespaces/{name}")
+    assert c.get(f"/api/v1/namespaces/{name}").json()["status"]["phase"] == "Terminating"
+    r = c.post(f"/api/v1/namespaces/{name}/configmaps", json={"metadata": {"name": "new"}})
+    assert r.status_code == 403 and r.json()["reason"] == "Forbidden"
+    c.patch(f"/api/v1/namespaces/{name}/configmaps/stuck", json={"metadata": {"finalizers": None}},
+            headers={"content-type": "application/merge-patch+json"})
+    assert wait_until(lambda: c.get(f"/api/v1/namespaces/{name}").status_code == 404)
+
+
+def test_service_cluster_ip_allocation(c, ns):
+    base = f"/api/v1/namespaces/{ns}/services"
+    a = c.post(base, json={"metadata": {"name": "a"}, "spec": {"ports": [{"port": 80}]}}).json()
+    b = c.post(base, json={"metadata": {"name": "b"}, "spec": {"type": "NodePort", "ports": [{"port": 80}]}}).json()
+    assert a["spec"]["clusterIP"] != b["spec"]["clusterIP"]
+    assert a["spec"]["clusterIPs"] == [a["spec"]["clusterIP"]]
+    assert 30000 <= b["spec"]["ports"][0]["nodePort"] <= 32767
+    assert a["spec"]["ports"][0]["targetPort"] == 80
+    clash = c.post(base, json={"metadata": {"name": "c"}, "spec": {"clusterIP": a["spec"]["clusterIP"],
+                                                                   "ports": [{"port": 80}]}})
+    assert clash.status_code == 422
+    headless = c.post(base, json={"metadata": {"name": "h"}, "spec": {"clusterIP": "None", "ports": [{"port": 80}]}})
+    assert headless.json()["spec"]["clusterIP"] == "None"
+    c.delete(f"{base}/a")
+    again = c.post(base, json={"metadata": {"name": "a2"}, "spec": {"clusterIP": a["spec"]["clusterIP"],
+                                                                    "ports": [{"port": 80}]}})
+    assert again.status_code == 201, again.text
+
+
+def test_discovery_and_openapi(c):
+    agg = c.get("/apis", headers={"Accept": "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"})
+    assert agg.headers["content-type"].startswith("application/json;g=apidiscovery.k8s.io;v=v2")
+    groups = {g["metadata"]["name"] for g in agg.json()["items"]}
+    assert {"apps", "batch", "rbac.authorization.k8s.io", "autoscaling"} <= groups
+    legacy = c.get("/api/v1").json()
+    pods = next(r for r in legacy["resources"] if r["name"] == "pods")
+    assert pods["singularName"] == "pod" and pods["namespaced"] is True
+    assert any(r["name"] == "deployments/scale" for r in c.get("/apis/apps/v1").json()["resources"])
+    root = c.get("/openapi/v3").json()
+    url = root["paths"]["apis/apps/v1"]["serverRelativeURL"]
+    assert "hash=" in url
+    doc = c.get(url).json()
+    assert any("patch" in ops for ops in doc["paths"].values())
+    assert c.get("/version").json()["gitVersion"].startswith("v1.")

@@ -263,3 +263,38 @@ def test_namespace_lifecycle(shared_server):
     assert left == []
     denied = k(shared_server, "delete", "namespace", "kube-system", check=False)
     assert denied.returncode != 0 and "forbidden" in denied.stderr.lower()
+
+
+OWNED = """
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: child-{i}
+  ownerReferences:
+  - apiVersion: apps/v1
+    kind: Deployment
+    name: web
+    uid: {uid}
+    blockOwnerDeletion: true
+"""
+
+
+@pytest.mark.parametrize("cascade", ["background", "foreground", "orphan"])
+def test_delete_cascade_and_wait(shared_server, ns, cascade):
+    k(shared_server, "apply", "-n", ns, "-f", "-", input=MANIFESTS)
+    uid = k(shared_server, "get", "-n", ns, "deploy", "web", "-o", "jsonpath={.metadata.uid}").stdout
+    for i in range(3):
+        k(shared_server, "apply", "-n", ns, "-f", "-", input=OWNED.format(i=i, uid=uid))
+    k(shared_server, "delete", "-n", ns, "deployment", "web", f"--cascade={cascade}", "--wait=true", "--timeout=30s")
+    assert k(shared_server, "get", "-n", ns, "deploy", "web", check=False).returncode != 0
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        children = k(shared_server, "get", "-n", ns, "cm", "-o", "json").stdout
+        items = [c for c in json.loads(children)["items"] if c["metadata"]["name"].startswith("child-")]
+        if cascade == "orphan" or not items:
+            break
+        time.sleep(0.1)
+    if cascade == "orphan":
+        assert len(items) == 3 and all("ownerReferences" not in c["metadata"] for c in items)
+    else:
+        assert items == []

@@ -279,3 +279,92 @@ def test_discovery_and_openapi(c):
     doc = c.get(url).json()
     assert any("patch" in ops for ops in doc["paths"].values())
     assert c.get("/version").json()["gitVersion"].startswith("v1.")
+
+
+def test_delete_collection_with_selector(c, ns):
+    base = f"/api/v1/namespaces/{ns}/configmaps"
+    for i in range(4):
+        c.post(base, json={"metadata": {"name": f"dc{i}", "labels": {"drop": "yes" if i % 2 else "no"}}})
+    r = c.request("DELETE", base, params={"labelSelector": "drop=yes"})
+    assert r.status_code == 200
+    assert sorted(i["metadata"]["name"] for i in r.json()["items"]) == ["dc1", "dc3"]
+    left = sorted(i["metadata"]["name"] for i in c.get(base).json()["items"])
+    assert left == ["dc0", "dc2"]
+
+
+def test_expired_continue_token_is_410(server):
+    # Its own server: storage history is compacted.
+    with http_client(server) as c:
+        base = "/api/v1/namespaces/default/configmaps"
+        for i in range(6):
+            c.post(base, json={"metadata": {"name": f"e{i}"}})
+        first = c.get(base, params={"limit": 2}).json()
+        c.post(base, json={"metadata": {"name": "later"}})
+        backend = server.server.backend
+        server.call(backend.compact(server.call(backend.current_revision())))
+        r = c.get(base, params={"limit": 2, "continue": first["metadata"]["continue"]})
+        assert r.status_code == 410
+        assert r.json()["reason"] == "Expired"
+
+
+def test_versions_over_one_storage(c, ns):
+    hpa2 = c.post(f"/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers", json={
+        "metadata": {"name": "h"},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+                 "minReplicas": 1, "maxReplicas": 5,
+                 "metrics": [{"type": "Resource", "resource": {"name": "cpu", "target": {
+                     "type": "Utilization", "averageUtilization": 60}}}]}})
+    assert hpa2.status_code == 201, hpa2.text
+    v1 = c.get(f"/apis/autoscaling/v1/namespaces/{ns}/horizontalpodautoscalers/h").json()
+    assert v1["apiVersion"] == "autoscaling/v1"
+    assert v1["spec"]["targetCPUUtilizationPercentage"] == 60
+    ev = c.post(f"/api/v1/namespaces/{ns}/events", json={
+        "metadata": {"name": "e1"}, "involvedObject": {"kind": "Pod", "name": "p", "namespace": ns},
+        "reason": "Tested", "message": "hello", "type": "Normal"})
+    assert ev.status_code == 201, ev.text
+    new = c.get(f"/apis/events.k8s.io/v1/namespaces/{ns}/events/e1").json()
+    assert new["apiVersion"] == "events.k8s.io/v1"
+    assert new["note"] == "hello" and new["regarding"]["name"] == "p"
+    by_object = c.get(f"/api/v1/namespaces/{ns}/events",
+                      params={"fieldSelector": "involvedObject.name=p,involvedObject.kind=Pod"}).json()
+    assert [e["metadata"]["name"] for e in by_object["items"]] == ["e1"]
+
+
+def test_job_gets_generated_selector(c, ns):
+    r = c.post(f"/apis/batch/v1/namespaces/{ns}/jobs", json={
+        "metadata": {"name": "j"},
+        "spec": {"template": {"spec": {"restartPolicy": "Never",
+                                       "containers": [{"name": "c", "image": "busybox"}]}}}})
+    assert r.status_code == 201, r.text
+    job = r.json()
+    uid = job["metadata"]["uid"]
+    assert job["spec"]["selector"]["matchLabels"] == {"batch.kubernetes.io/controller-uid": uid}
+    assert job["spec"]["template"]["metadata"]["labels"]["batch.kubernetes.io/job-name"] == "j"
+    assert job["spec"]["backoffLimit"] == 6
+
+
+def test_many_watchers_share_one_storage_watch(server):
+    """A thousand watchers cost one storage read per change: the cache holds the only storage watch."""
+    backend = server.server.backend
+    calls = []
+    original = backend.watch
+
+    def counting_watch(prefix, *, from_revision):
+        calls.append(prefix)
+        return original(prefix, from_revision=from_revision)
+
+    backend.watch = counting_watch
+    with http_client(server) as c:
+        base = "/api/v1/namespaces/default/configmaps"
+        rv = c.get(base).json()["metadata"]["resourceVersion"]
+        outs = [[] for _ in range(20)]
+        threads = [threading.Thread(target=_watch_lines, args=(c, base, {"resourceVersion": rv}, 5, out))
+                   for out in outs]
+        for t in threads:
+            t.start()
+        for i in range(5):
+            c.post(base, json={"metadata": {"name": f"fan{i}"}})
+        for t in threads:
+            t.join(15)
+    assert all(len(out) == 5 for out in outs)
+    assert calls == []  # no watcher opened a storage watch of its own

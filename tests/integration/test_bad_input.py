@@ -118,3 +118,16 @@ def test_invalid_causes_name_fields(http):
     fields = {cause["field"] for cause in body["details"]["causes"]}
     assert "spec.template.spec.containers[0].image" in fields
     assert body["message"].startswith('Deployment.apps "d" is invalid')
+
+
+def test_strict_duplicate_and_unknown_fields(http):
+    c, _ = http
+    body = b'{"metadata": {"name": "dup", "name": "dup2"}, "data": {"a": "1"}, "bogus": true}'
+    resp = c.post(CM + "?fieldValidation=Strict", content=body, headers={"content-type": "application/json"})
+    status = _status(resp, 400, "BadRequest")
+    assert status["message"] == 'strict decoding error: duplicate field "metadata.name", unknown field "bogus"'
+    warn = c.post(CM + "?fieldValidation=Warn", json={"metadata": {"name": "warned"}, "bogus": True})
+    assert warn.status_code == 201
+    assert 'unknown field \\"bogus\\"' in warn.headers["warning"]
+    assert "bogus" not in warn.json()
+    c.delete(CM + "/warned")

@@ -13,6 +13,7 @@ from typing import Any
 
 from timoner.api import errors
 from timoner.api.defaults import apply_defaults
+from timoner.api.jsondup import duplicate_fields
 from timoner.api.registry import ResourceInfo
 from timoner.api.structural import decode as structural_decode
 from timoner.api.validation import validate as validate_kind
@@ -31,7 +32,7 @@ def field_validation(req: Request) -> str:
 
 
 def decode_object(req: Request, info: ResourceInfo, body: Any, *, namespace: str | None,
-                  default: bool = True) -> dict:
+                  default: bool = True, raw: bytes | None = None) -> dict:
     """Check, prune and default a request body for `info`; see the module docstring."""
     if not isinstance(body, dict):
         raise errors.BadRequest(f"the body of the request must be a {info.kind} object, not {type(body).__name__}")
@@ -57,13 +58,17 @@ def decode_object(req: Request, info: ResourceInfo, body: Any, *, namespace: str
             raise errors.BadRequest(
                 "the namespace of the provided object does not match the namespace sent on the request")
     mode = field_validation(req)
+    problems: list[str] = []
+    if mode == "Strict" and raw is not None and "json" in req.content_type:
+        problems = [f'duplicate field "{f}"' for f in duplicate_fields(raw)]
     if info.definition:
         result = structural_decode(body, info.definition, kind=info.kind, api_version=info.group_version)
-        if result.unknown_fields and mode != "Ignore":
-            if mode == "Strict":
-                listed = ", ".join(f'unknown field "{f}"' for f in result.unknown_fields)
-                raise errors.BadRequest(f"strict decoding error: {listed}")
+        if mode == "Strict":
+            problems += [f'unknown field "{f}"' for f in result.unknown_fields]
+        elif mode == "Warn":
             req.warnings.extend(f'unknown field "{f}"' for f in result.unknown_fields)
+    if problems:
+        raise errors.BadRequest(f"strict decoding error: {', '.join(problems)}")
     if default and info.definition:
         apply_defaults(info.group, info.version, info.kind, body)
     return body

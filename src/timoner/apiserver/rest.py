@@ -364,7 +364,7 @@ class ResourceHandler:
 
     async def create(self, req: Request, info: ResourceInfo, namespace: str | None) -> Response:
         body = await req.json_body()
-        obj = decode_object(req, info, body, namespace=namespace)
+        obj = decode_object(req, info, body, namespace=namespace, raw=await req.body())
         created = await self.store.create(info, namespace, obj, dry_run=dry_run(req))
         return self._object_response(req, info, created, 201)
 
@@ -373,7 +373,7 @@ class ResourceHandler:
     async def update(self, req: Request, info: ResourceInfo, namespace: str | None, name: str,
                      subresource: str = "") -> Response:
         body = await req.json_body()
-        obj = decode_object(req, info, body, namespace=namespace)
+        obj = decode_object(req, info, body, namespace=namespace, raw=await req.body())
         meta = obj["metadata"]
         if meta.get("name") and meta["name"] != name:
             raise errors.BadRequest(

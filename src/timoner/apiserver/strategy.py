@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from timoner.api.defaults import generate_job_selector
 from timoner.api.registry import ResourceInfo
 
 __all__ = ["Strategy", "strategy_for", "spec_changed"]
@@ -101,6 +102,8 @@ class Strategy:
             obj["metadata"]["generation"] = 1
         else:
             obj["metadata"].pop("generation", None)
+        if key == ("batch", "Job"):
+            generate_job_selector(obj)
 
     def prepare_for_update(self, new: dict, old: dict, *, subresource: str = "") -> None:
         """Apply the spec/status split and the generation rule to `new` in place."""
@@ -115,6 +118,8 @@ class Strategy:
             if status is not None:
                 new["status"] = status
             return
+        if (self.info.group, self.info.kind) == ("", "Service") and subresource == "":
+            _drop_type_dependent_fields(new, old)
         if self.info.has_status and subresource == "":
             if "status" in old:
                 new["status"] = copy.deepcopy(old["status"])
@@ -130,6 +135,23 @@ class Strategy:
             new["metadata"]["generation"] = old_gen
         else:
             new["metadata"].pop("generation", None)
+
+
+def _drop_type_dependent_fields(new: dict, old: dict) -> None:
+    """As upstream: a Service that stops being NodePort/LoadBalancer drops what only those types use."""
+    spec, old_spec = new.get("spec") or {}, old.get("spec") or {}
+    external = ("NodePort", "LoadBalancer")
+    if spec.get("type", "ClusterIP") in external or old_spec.get("type", "ClusterIP") not in external:
+        return
+    for name in ("externalTrafficPolicy", "healthCheckNodePort", "allocateLoadBalancerNodePorts",
+                 "loadBalancerClass"):
+        if spec.get(name) == old_spec.get(name):
+            spec.pop(name, None)
+    for port in spec.get("ports") or []:
+        port.pop("nodePort", None)
+    if spec.get("type") == "ExternalName":
+        for name in ("clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"):
+            spec.pop(name, None)
 
 
 def spec_changed(new: dict, old: dict) -> bool:

@@ -1,0 +1,85 @@
+"""`timoner server` as a user runs it: ready line, kubeconfig, and state that survives a restart."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from timoner.testing import kubectl
+
+pytestmark = pytest.mark.slow
+
+
+def _start(data_dir, command="server"):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "timoner.cli.main", command, "--data-dir", str(data_dir), "--port", "0"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.time() + 60
+    lines = []
+    while time.time() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if line.startswith("export KUBECONFIG="):
+            break
+    text = "".join(lines)
+    assert "ready" in text, text
+    assert re.search(r"export KUBECONFIG=\S+/kubeconfig", text), text
+    return proc, text
+
+
+def _stop(proc):
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+
+
+def test_restart_keeps_every_object(tmp_path):
+    data = tmp_path / "data"
+    proc, _ = _start(data)
+    kubeconfig = data / "kubeconfig"
+    try:
+        kubectl(kubeconfig, "create", "namespace", "keep")
+        kubectl(kubeconfig, "create", "-n", "keep", "configmap", "c1", "--from-literal=a=1")
+        kubectl(kubeconfig, "create", "-n", "keep", "deployment", "web", "--image=nginx", "--replicas=2")
+        kubectl(kubeconfig, "create", "-n", "keep", "service", "clusterip", "web", "--tcp=80:80")
+        before = json.loads(kubectl(kubeconfig, "get", "all,cm,sa,ns", "-A", "-o", "json").stdout)
+    finally:
+        _stop(proc)
+    proc, _ = _start(data)
+    try:
+        after = json.loads(kubectl(kubeconfig, "get", "all,cm,sa,ns", "-A", "-o", "json").stdout)
+        key = lambda o: (o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"])  # noqa: E731
+        assert sorted(map(key, after["items"])) == sorted(map(key, before["items"]))
+        by_key = {key(o): o for o in after["items"]}
+        for obj in before["items"]:
+            assert by_key[key(obj)]["metadata"]["uid"] == obj["metadata"]["uid"]
+            assert by_key[key(obj)]["metadata"]["resourceVersion"] == obj["metadata"]["resourceVersion"]
+        # The revision counter continues and new writes still work, with no IP clash.
+        kubectl(kubeconfig, "create", "-n", "keep", "service", "clusterip", "web2", "--tcp=80:80")
+        ips = json.loads(kubectl(kubeconfig, "get", "svc", "-A", "-o", "json").stdout)
+        cluster_ips = [s["spec"]["clusterIP"] for s in ips["items"]]
+        assert len(cluster_ips) == len(set(cluster_ips))
+    finally:
+        _stop(proc)
+
+
+def test_up_prints_ready_and_kubeconfig(tmp_path):
+    proc, text = _start(tmp_path / "data", command="up")
+    try:
+        assert "timoner up" in text
+        out = kubectl(tmp_path / "data" / "kubeconfig", "get", "ns", "-o", "name").stdout.split()
+        assert "namespace/default" in out and "namespace/kube-system" in out
+    finally:
+        _stop(proc)

@@ -109,6 +109,10 @@ def default_pod_spec(spec: dict) -> None:
 
 
 def _default_container(ctr: dict) -> None:
+    # Not a default upstream but Go's encoding: `resources` is a value struct, which `omitempty` never
+    # omits, so every container read back carries `resources: {}`.
+    if not isinstance(ctr.get("resources"), dict):
+        ctr["resources"] = {}
     if not ctr.get("imagePullPolicy"):
         ctr["imagePullPolicy"] = "Always" if image_tag(str(ctr.get("image") or "")) == "latest" else "IfNotPresent"
     if not ctr.get("terminationMessagePath"):

@@ -509,17 +509,18 @@ def _quota_cells(obj: Mapping[str, Any], now: datetime) -> list[Any]:
         pieces = resource.split(".")
         column = limits if len(pieces) > 1 and pieces[0] == "limits" else requests
         column.append(f"{resource}: {_quantity(used.get(resource))}/{_quantity(hard[resource])}")
-    return [name_of(obj), ", ".join(requests), ", ".join(limits), age(obj, now)]
+    # Upstream puts Age second here, unlike every other printer.
+    return [name_of(obj), age(obj, now), ", ".join(requests), ", ".join(limits)]
 
 
 RESOURCE_QUOTA = Printer(
     columns=(
         NAME,
+        AGE,
         Column("Request", description="Request represents a minimum amount of cpu/memory "
                "that a container may consume."),
         Column("Limit", description="Limits control the maximum amount of cpu/memory that a container "
                "may use independent of contention on the node."),
-        AGE,
     ),
     cells=_quota_cells,
 )

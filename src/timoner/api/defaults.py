@@ -298,7 +298,8 @@ def _network_policy(obj: dict) -> None:
 
 
 def _ingress_class(obj: dict) -> None:
-    params = (obj.get("spec") or {}).get("parameters")
+    spec = obj.get("spec")
+    params = spec.get("parameters") if isinstance(spec, dict) else None
     if isinstance(params, dict) and params.get("scope") is None:
         params["scope"] = "Cluster"
 

@@ -57,6 +57,12 @@ _FREE_FORM = frozenset(
 )
 _OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
 _SCHEMA_PROPS = "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSONSchemaProps"
+# Struct fields declared `json:",omitempty"` on a map or slice: Go decodes `{}`/`[]` into an empty
+# map/slice and encodes it back as nothing, so an emptied field disappears (`kubectl label x a-` on the
+# last label, `{"metadata":{"finalizers":[]}}`). Only ObjectMeta for now, where clients notice most.
+_OMIT_EMPTY = {
+    _OBJECT_META: frozenset({"labels", "annotations", "finalizers", "ownerReferences", "managedFields"}),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,14 +268,16 @@ class _Time(_Node):
 class _Struct(_Node):
     """A Go struct (or a structural-schema object): known fields walked, the rest pruned."""
 
-    __slots__ = ("go_name", "fields", "preserve", "lenient")
+    __slots__ = ("go_name", "fields", "preserve", "lenient", "omit_empty")
 
-    def __init__(self, go_name: str, go_type: str, *, preserve: bool = False, lenient: bool = False) -> None:
+    def __init__(self, go_name: str, go_type: str, *, preserve: bool = False, lenient: bool = False,
+                 omit_empty: frozenset[str] = frozenset()) -> None:
         self.go_name = go_name
         self.go_type = go_type
         self.fields: dict[str, _Node] = {}
         self.preserve = preserve  # x-kubernetes-preserve-unknown-fields: unknown keys stay, unreported
         self.lenient = lenient  # untyped (custom resource) mode: no type errors, nulls stay
+        self.omit_empty = omit_empty  # map/slice fields dropped when empty, as `omitempty` encodes them
 
     def walk(self, value: Any, report: bool) -> list[str] | None:
         if type(value) is not dict:
@@ -309,6 +317,10 @@ class _Struct(_Node):
                 if unknown is None:
                     unknown = []
                 unknown.extend([_join(key, rel) for rel in found])
+            if not item and key in self.omit_empty and type(item) in (dict, list):
+                if drop is None:
+                    drop = []
+                drop.append(key)
         if drop:
             for key in drop:
                 del value[key]
@@ -476,7 +488,7 @@ def _compile_definition(name: str, *, lenient: bool) -> _Node:
         if "properties" not in schema and "additionalProperties" in schema:
             node = _compile(schema, lenient=lenient)
         else:
-            struct = _Struct(short, go_type, lenient=lenient)
+            struct = _Struct(short, go_type, lenient=lenient, omit_empty=_OMIT_EMPTY.get(name, frozenset()))
             _COMPILING[key] = struct  # before the fields: recursive definitions point back here
             for field, sub in (schema.get("properties") or {}).items():
                 struct.fields[field] = _compile(sub, lenient=lenient)

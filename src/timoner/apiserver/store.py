@@ -149,8 +149,12 @@ class Store:
     async def check_namespace(self, info: ResourceInfo, namespace: str | None) -> None:
         if not info.namespaced:
             return
-        await self.sync()
-        ns = self.cache.get(f"/registry/core/namespaces/{namespace}")
+        key = f"/registry/core/namespaces/{namespace}"
+        ns = self.cache.get(key)
+        if ns is None:
+            # Only a miss needs the cache to catch up (the namespace may have been created just now).
+            await self.sync()
+            ns = self.cache.get(key)
         if ns is None:
             raise errors.NotFound("namespaces", namespace or "")
         if ns.obj.get("metadata", {}).get("deletionTimestamp") or ns.obj.get("status", {}).get(

@@ -23,6 +23,7 @@ CONTAINER_DEFAULTS = {
     "imagePullPolicy": "IfNotPresent",
     "terminationMessagePath": "/dev/termination-log",
     "terminationMessagePolicy": "File",
+    "resources": {},  # Go's encoding of the value struct, which upstream always returns
 }
 POD_SPEC_DEFAULTS = {
     "restartPolicy": "Always",
@@ -335,3 +336,22 @@ def test_defaulting_is_idempotent_and_total(gvk, obj):
     twice = copy.deepcopy(once)
     apply_defaults(*gvk, twice)
     assert twice == once
+
+
+def test_every_container_reads_back_with_resources_as_go_encodes_them():
+    pod = {"spec": {"initContainers": [{"name": "i", "image": "busybox:1.36"}],
+                    "containers": [{"name": "c", "image": "nginx:1.27", "resources": {"limits": {"cpu": "1"}}}],
+                    "ephemeralContainers": [{"name": "e", "image": "busybox:1.36"}]}}
+    apply_defaults("", "v1", "Pod", pod)
+    assert pod["spec"]["initContainers"][0]["resources"] == {}
+    assert pod["spec"]["ephemeralContainers"][0]["resources"] == {}
+    assert pod["spec"]["containers"][0]["resources"] == {"limits": {"cpu": "1"}, "requests": {"cpu": "1"}}
+
+
+def test_ingress_class_defaulting_tolerates_a_spec_that_is_not_an_object():
+    obj = {"spec": True}
+    apply_defaults("networking.k8s.io", "v1", "IngressClass", obj)
+    assert obj == {"spec": True}
+    obj = {"spec": {"controller": "x", "parameters": {"kind": "K", "name": "n"}}}
+    apply_defaults("networking.k8s.io", "v1", "IngressClass", obj)
+    assert obj["spec"]["parameters"]["scope"] == "Cluster"

@@ -228,6 +228,21 @@ def test_nulls_become_what_go_leaves_behind() -> None:
     assert obj["spec"]["template"]["spec"]["containers"][0]["args"] == ["a", ""]
 
 
+def test_emptied_object_meta_maps_and_lists_disappear_as_omitempty_encodes_them() -> None:
+    obj = deployment()
+    obj["metadata"].update(annotations={}, finalizers=[], ownerReferences=[], managedFields=[])
+    obj["spec"]["template"]["metadata"]["labels"] = {}
+    _decode_deployment(obj)
+    assert obj["metadata"] == {"name": "web", "labels": {"app": "web"}}
+    assert obj["spec"]["template"]["metadata"] == {}  # nested ObjectMeta too
+    # Only ObjectMeta's fields: an empty struct such as emptyDir means "set", and stays.
+    assert obj["spec"]["template"]["spec"]["volumes"] == [{"name": "data", "emptyDir": {}}]
+    widget_obj = widget()
+    widget_obj["metadata"]["labels"] = {}
+    decode_with_schema(widget_obj, compile_schema(WIDGET_SCHEMA), kind="Widget", api_version="example.com/v1")
+    assert "labels" not in widget_obj["metadata"]
+
+
 @pytest.mark.parametrize(
     ("definition", "kind", "api_version", "obj"),
     [

@@ -920,7 +920,7 @@ CASES = [
                 "used": {"pods": "3", "requests.cpu": "500m"},
             },
         },
-        ["compute", "pods: 3/10, requests.cpu: 500m/4", "limits.cpu: 0/8, limits.memory: 0/8Gi", "10m"],
+        ["compute", "10m", "pods: 3/10, requests.cpu: 500m/4", "limits.cpu: 0/8, limits.memory: 0/8Gi"],
     ),
     (
         "ingress",
@@ -1275,6 +1275,8 @@ def test_cells(key: tuple[str, str, str], obj: dict, expected: list) -> None:
             ],
         ),
         (("", "v1", "configmaps"), [("Name", 0), ("Data", 0), ("Age", 0)]),
+        # The one upstream printer with Age before its other columns.
+        (("", "v1", "resourcequotas"), [("Name", 0), ("Age", 0), ("Request", 0), ("Limit", 0)]),
         (("rbac.authorization.k8s.io", "v1", "clusterroles"), [("Name", 0), ("Created At", 0)]),
     ],
 )

@@ -27,7 +27,9 @@ test: install lint
 	$(BIN)/python -m pytest -n 2 -q --durations=15
 
 bench: install
-	$(BIN)/python bench/api.py
+	@command -v wrk >/dev/null || (apt-get update && apt-get install -y wrk)
+	@command -v etcd >/dev/null || (apt-get update && apt-get install -y etcd-server)
+	$(BIN)/python bench/api.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(DATA_DIR) .pytest_cache

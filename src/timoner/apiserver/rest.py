@@ -322,7 +322,11 @@ class ResourceHandler:
                         "BOOKMARK", _bookmark(info, self.cache.revision, initial_end=True))})
                     initial_pending = False
                 try:
-                    item = await asyncio.wait_for(watcher.queue.get(), min(remaining, 60.0))
+                    # Only an empty queue needs a timed wait (wait_for costs a task per call).
+                    if watcher.queue.empty():
+                        item = await asyncio.wait_for(watcher.queue.get(), min(remaining, 60.0))
+                    else:
+                        item = watcher.queue.get_nowait()
                 except TimeoutError:
                     if bookmarks:
                         await req.send({"type": "http.response.body", "more_body": True,

@@ -20,6 +20,7 @@ import datetime as dt
 import logging
 import secrets
 import string
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,8 +47,16 @@ _RETURNS_DELETED_OBJECT = {("", "pods"), ("", "services"), ("", "namespaces")}
 _IMMUTABLE_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds")
 
 
+_last_stamp: tuple[int, str] = (0, "")
+
+
 def now_rfc3339() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    """The current time as Kubernetes writes it (RFC 3339, seconds); formatted once per second."""
+    global _last_stamp
+    second = int(time.time())
+    if _last_stamp[0] != second:
+        _last_stamp = (second, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(second)))
+    return _last_stamp[1]
 
 
 def object_key(info: ResourceInfo, namespace: str | None, name: str) -> str:

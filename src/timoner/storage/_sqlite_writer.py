@@ -10,6 +10,11 @@ writes nothing and fails alone. One COMMIT then fsyncs the whole batch, and
 one ``call_soon_threadsafe`` hands every outcome back to the loop, which
 publishes the events to watchers and resolves the futures, in that order.
 
+The writer keeps the revisions of every live key in memory (`_live`), so a
+create needs no read to know the key is free and an update or delete reads
+only the previous row by its primary key. A batch that fails as a whole puts
+the index back as it was.
+
 While one batch is being fsynced the next one queues up, so the batch size
 adapts to the load without any timer. If the transaction itself fails (disk
 full, I/O error), every operation of the batch fails with that error and the
@@ -28,7 +33,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from ._sqlite_sql import LATEST_SQL, read_head
+from ._sqlite_sql import read_head
 from ._types import Event, FutureRevision, KeyExists, KeyNotFound, KeyValue, RevisionConflict, StorageError
 
 __all__ = ["Compact", "Create", "Delete", "Outcome", "Update", "Writer"]
@@ -49,6 +54,9 @@ DELETE FROM log WHERE id IN (
 )
 """
 _SET_COMPACT_SQL = "UPDATE meta SET value = ? WHERE key = 'compact_revision'"
+# The newest row of every key (SQLite returns the other columns of the MAX(id) row).
+_LIVE_SQL = "SELECT name, MAX(id), deleted, create_revision FROM log GROUP BY name"
+_VALUE_SQL = "SELECT value FROM log WHERE id = ?"
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +123,11 @@ class Writer:
         # The thread's working copies, ahead of the committed ones while a batch is open.
         self._revision = head.current
         self._compact_revision = head.compact
+        # key -> (mod_revision, create_revision) of every live key; the writer's alone.
+        self._live: dict[str, tuple[int, int]] = {
+            name: (rev, created) for name, rev, deleted, created in conn.execute(_LIVE_SQL) if not deleted
+        }
+        self._undo: list[tuple[str, tuple[int, int] | None]] = []
         # Published after each commit, read from the loop.
         self.committed_revision = head.current
         self.compact_revision = head.compact
@@ -159,6 +172,7 @@ class Writer:
         base_compact = self._compact_revision
         outcomes: list[Outcome] = []
         conn = self._conn
+        self._undo.clear()
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -178,6 +192,11 @@ class Writer:
         except Exception as e:  # the transaction failed as a whole: so does every operation in it
             self._revision = base_revision
             self._compact_revision = base_compact
+            for key, entry in reversed(self._undo):
+                if entry is None:
+                    self._live.pop(key, None)
+                else:
+                    self._live[key] = entry
             error = StorageError(f"sqlite write failed: {e}")
             error.__cause__ = e
             outcomes = [Outcome(item.future, error=error) for item in batch]
@@ -188,19 +207,24 @@ class Writer:
         except RuntimeError:
             pass  # the loop is closed: nobody is waiting any more
 
-    def _latest(self, key: str) -> KeyValue | None:
-        row = self._conn.execute(LATEST_SQL, (key,)).fetchone()
-        if row is None or row[1]:
-            return None
-        return KeyValue(key=key, value=row[3], create_revision=row[2], mod_revision=row[0])
+    def _current(self, key: str, entry: tuple[int, int]) -> KeyValue:
+        (value,) = self._conn.execute(_VALUE_SQL, (entry[0],)).fetchone()
+        return KeyValue(key=key, value=value, create_revision=entry[1], mod_revision=entry[0])
 
     def _expect(self, key: str, expected_revision: int) -> KeyValue:
-        current = self._latest(key)
-        if current is None:
+        entry = self._live.get(key)
+        if entry is None:
             raise KeyNotFound(key)
-        if current.mod_revision != expected_revision:
-            raise RevisionConflict(key, expected=expected_revision, current=current)
-        return current
+        if entry[0] != expected_revision:
+            raise RevisionConflict(key, expected=expected_revision, current=self._current(key, entry))
+        return self._current(key, entry)
+
+    def _set_live(self, key: str, entry: tuple[int, int] | None) -> None:
+        self._undo.append((key, self._live.get(key)))
+        if entry is None:
+            del self._live[key]
+        else:
+            self._live[key] = entry
 
     def _apply_one(self, op: Op) -> Event | None:
         """Apply one operation inside the open transaction; its result is the event's kv."""
@@ -210,15 +234,17 @@ class Writer:
             return None
         rev = self._revision + 1
         if isinstance(op, Create):
-            if self._latest(op.key) is not None:
+            if op.key in self._live:
                 raise KeyExists(op.key)
             kv = KeyValue(key=op.key, value=op.value, create_revision=rev, mod_revision=rev)
             conn.execute(_INSERT_SQL, (rev, op.key, 1, 0, rev, 0, op.value))
+            self._set_live(op.key, (rev, rev))
             event = Event("ADDED", kv, None)
         elif isinstance(op, Update):
             prev = self._expect(op.key, op.expected_revision)
             kv = KeyValue(key=op.key, value=op.value, create_revision=prev.create_revision, mod_revision=rev)
             conn.execute(_INSERT_SQL, (rev, op.key, 0, 0, prev.create_revision, prev.mod_revision, op.value))
+            self._set_live(op.key, (rev, prev.create_revision))
             event = Event("MODIFIED", kv, prev)
         else:
             prev = self._expect(op.key, op.expected_revision)
@@ -228,6 +254,7 @@ class Writer:
             conn.execute(
                 _INSERT_SQL, (rev, op.key, 0, 1, prev.create_revision, prev.mod_revision, prev.value)
             )
+            self._set_live(op.key, None)
             event = Event("DELETED", kv, prev)
         self._revision = rev
         return event

@@ -11,6 +11,7 @@ import pytest
 from timoner.storage import (
     Compacted,
     Event,
+    KeyExists,
     KeyNotFound,
     MemoryBackend,
     SQLiteBackend,
@@ -190,3 +191,42 @@ async def test_open_backend_picks_the_driver(tmp_path: Path, form: str, kind: ty
 async def test_open_backend_rejects_unknown_urls(url: str) -> None:
     with pytest.raises(ValueError):
         await open_backend(url)
+
+
+class _FailingCommit:
+    """Wraps the writer's connection so that the next COMMIT fails, as a full disk would."""
+
+    def __init__(self, conn) -> None:
+        self._conn = conn
+        self.armed = True
+
+    def execute(self, sql, *args):
+        if self.armed and sql == "COMMIT":
+            self.armed = False
+            raise sqlite3.OperationalError("database or disk is full")
+        return self._conn.execute(sql, *args)
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+
+async def test_a_failed_batch_leaves_no_trace(tmp_path: Path) -> None:
+    backend = await SQLiteBackend.open(str(tmp_path / "state.db"))
+    try:
+        a = await backend.create("/r/a", b"1")
+        writer = backend._writer
+        real = writer._conn
+        writer._conn = _FailingCommit(real)
+        with pytest.raises(StorageError):
+            await backend.create("/r/b", b"2")
+        writer._conn = real
+        # Neither the revision counter nor the writer's index of live keys kept the failed write.
+        assert await backend.current_revision() == a.mod_revision
+        b = await backend.create("/r/b", b"2")
+        assert b.mod_revision == a.mod_revision + 1
+        updated = await backend.update("/r/a", b"3", expected_revision=a.mod_revision)
+        assert updated.create_revision == a.create_revision
+        with pytest.raises(KeyExists):
+            await backend.create("/r/b", b"again")
+    finally:
+        await backend.close()

@@ -9,7 +9,7 @@ PodDisruptionBudgets. The API server always renders the wide columns
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -63,19 +63,27 @@ def _template_containers(template: Any) -> tuple[str, str]:
 # --- ReplicationController, ReplicaSet --------------------------------------------------------------
 
 
-def _rc_cells(obj: Mapping[str, Any], now: datetime) -> list[Any]:
-    spec, status = mapping(obj.get("spec")), mapping(obj.get("status"))
-    names, images = _template_containers(spec.get("template"))
-    return [
-        name_of(obj),
-        integer(spec.get("replicas")),
-        integer(status.get("replicas")),
-        integer(status.get("readyReplicas")),
-        age(obj, now),
-        names,
-        images,
-        format_labels(spec.get("selector")),
-    ]
+def _replica_cells(format_selector: Callable[[Any], str]) -> Callable[[Mapping[str, Any], datetime], list[Any]]:
+    """Cells of ReplicationControllers and ReplicaSets, which differ only in their selector's form."""
+
+    def cells(obj: Mapping[str, Any], now: datetime) -> list[Any]:
+        spec, status = mapping(obj.get("spec")), mapping(obj.get("status"))
+        names, images = _template_containers(spec.get("template"))
+        return [
+            name_of(obj),
+            integer(spec.get("replicas")),
+            integer(status.get("replicas")),
+            integer(status.get("readyReplicas")),
+            age(obj, now),
+            names,
+            images,
+            format_selector(spec.get("selector")),
+        ]
+
+    return cells
+
+
+_rc_cells = _replica_cells(format_labels)
 
 
 def _replica_columns(spec: str, status: str) -> tuple[Column, ...]:
@@ -97,19 +105,7 @@ REPLICATION_CONTROLLER = Printer(
 )
 
 
-def _rs_cells(obj: Mapping[str, Any], now: datetime) -> list[Any]:
-    spec, status = mapping(obj.get("spec")), mapping(obj.get("status"))
-    names, images = _template_containers(spec.get("template"))
-    return [
-        name_of(obj),
-        integer(spec.get("replicas")),
-        integer(status.get("replicas")),
-        integer(status.get("readyReplicas")),
-        age(obj, now),
-        names,
-        images,
-        format_label_selector(spec.get("selector")),
-    ]
+_rs_cells = _replica_cells(format_label_selector)
 
 
 REPLICA_SET = Printer(

@@ -146,20 +146,7 @@ class WatchCache:
 
     async def start(self) -> None:
         """Load every object, then follow the store from that revision on."""
-        revision = 0
-        continue_from = None
-        while True:
-            page = await self._backend.list("/registry/", limit=5000, continue_from=continue_from,
-                                            revision=revision)
-            revision = page.revision
-            for kv in page.items:
-                obj = self._decode(kv.value, kv.mod_revision)
-                self._objects[resource_prefix_of(kv.key)][kv.key] = CachedObject(kv.key, obj, kv.mod_revision)
-            if not page.more or not page.items:
-                break
-            continue_from = page.items[-1].key
-        self.revision = revision
-        self._oldest = revision
+        revision = await self._load()
         self._task = asyncio.create_task(self._follow(revision), name="watchcache")
         self.ready.set()
 
@@ -191,24 +178,30 @@ class WatchCache:
                 log.exception("watch cache stream failed at revision %d; resuming", revision)
                 await asyncio.sleep(0.1)
 
-    async def _reload(self) -> None:
+    async def _load(self) -> int:
+        """Replace the cached objects with a consistent list of the store; returns its revision."""
         self._objects.clear()
         self._sorted.clear()
-        page_rev = 0
+        self._events.clear()
+        revision = 0
         continue_from = None
         while True:
             page = await self._backend.list("/registry/", limit=5000, continue_from=continue_from,
-                                            revision=page_rev)
-            page_rev = page.revision
+                                            revision=revision)
+            revision = page.revision
             for kv in page.items:
                 obj = self._decode(kv.value, kv.mod_revision)
                 self._objects[resource_prefix_of(kv.key)][kv.key] = CachedObject(kv.key, obj, kv.mod_revision)
             if not page.more or not page.items:
                 break
             continue_from = page.items[-1].key
-        self._events.clear()
-        self.revision = page_rev
-        self._oldest = page_rev
+        self.revision = revision
+        self._oldest = revision
+        return revision
+
+    async def _reload(self) -> None:
+        await self._load()
+        # Watchers cannot be told what they missed: end them, and clients resume or relist.
         for watchers in self._watchers.values():
             for w in watchers:
                 w.closed = True

@@ -312,18 +312,25 @@ def validate_event(obj: dict, old: dict | None) -> list[Cause]:
     else:
         if not involved_ns and namespace not in ("default", "kube-system"):
             causes.append(invalid(p, involved_ns, "does not match event.namespace"))
-        controller = obj.get("reportingComponent") or ""
-        if not controller:
-            causes.append(required(Path("reportingComponent")))
-        causes.extend(invalid(Path("reportingComponent"), controller, m) for m in is_qualified_name(controller))
-        for field in ("reportingInstance", "action", "reason"):
-            value = obj.get(field) or ""
-            if not value:
-                causes.append(required(Path(field)))
-            if len(value) > 128:
-                causes.append(invalid(Path(field), "", "can have at most 128 characters"))
-        if len(obj.get("message") or "") > 1024:
-            causes.append(invalid(Path("message"), "", "can have at most 1024 characters"))
+        causes.extend(validate_event_reporting(obj, controller_field="reportingComponent", message_field="message"))
+    return causes
+
+
+def validate_event_reporting(obj: dict, *, controller_field: str, message_field: str) -> list[Cause]:
+    """The reporting fields new-style events must carry, in either API version's field names."""
+    causes: list[Cause] = []
+    controller = obj.get(controller_field) or ""
+    if not controller:
+        causes.append(required(Path(controller_field)))
+    causes.extend(invalid(Path(controller_field), controller, m) for m in is_qualified_name(controller))
+    for field in ("reportingInstance", "action", "reason"):
+        value = obj.get(field) or ""
+        if not value:
+            causes.append(required(Path(field)))
+        if len(value) > 128:
+            causes.append(invalid(Path(field), "", "can have at most 128 characters"))
+    if len(obj.get(message_field) or "") > 1024:
+        causes.append(invalid(Path("message"), "", "can have at most 1024 characters"))
     return causes
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from timoner.api.errors import Cause
 from timoner.api.validation._apps import int_or_percent, not_over_100
 from timoner.api.validation._containers import validate_resource_list
+from timoner.api.validation._core import validate_event_reporting
 from timoner.api.validation._field import (
     Path,
     Raw,
@@ -143,18 +144,7 @@ def validate_events_event(obj: dict, old: dict | None) -> list[Cause]:
     regarding_ns = (obj.get("regarding") or {}).get("namespace") or ""
     if not regarding_ns and namespace not in ("default", "kube-system"):
         causes.append(invalid(Path("involvedObject").child("namespace"), regarding_ns, "does not match event.namespace"))
-    controller = obj.get("reportingController") or ""
-    if not controller:
-        causes.append(required(Path("reportingController")))
-    causes.extend(invalid(Path("reportingController"), controller, m) for m in is_qualified_name(controller))
-    for field in ("reportingInstance", "action", "reason"):
-        value = obj.get(field) or ""
-        if not value:
-            causes.append(required(Path(field)))
-        if len(value) > 128:
-            causes.append(invalid(Path(field), "", "can have at most 128 characters"))
-    if len(obj.get("note") or "") > 1024:
-        causes.append(invalid(Path("message"), "", "can have at most 1024 characters"))
+    causes.extend(validate_event_reporting(obj, controller_field="reportingController", message_field="note"))
     if not obj.get("eventTime"):
         causes.append(required(Path("eventTime")))
     if obj.get("type") not in ("Normal", "Warning"):

@@ -13,8 +13,9 @@ The file is 1.3 MB of JSON, parsed once per process on first use.
 from __future__ import annotations
 
 import functools
-import importlib.resources
+import importlib.util
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -28,12 +29,13 @@ _REF_PREFIXES = ("#/$defs/", "/api/_definitions.json#/$defs/")
 @functools.cache
 def definitions() -> Mapping[str, dict[str, Any]]:
     """Every definition by its OpenAPI name; treat the result as read-only."""
-    path = (
-        importlib.resources.files("kubernetes_validate")
-        / "kubernetes-json-schema"
-        / f"{KUBERNETES_VERSION}-local"
-        / "_definitions.json"
-    )
+    # Locate the package's data without importing it: its __init__ pulls in jsonschema, which we
+    # do not use and which would cost start-up time and memory.
+    spec = importlib.util.find_spec("kubernetes_validate")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the kubernetes-validate package is not installed")
+    root = Path(next(iter(spec.submodule_search_locations)))
+    path = root / "kubernetes-json-schema" / f"{KUBERNETES_VERSION}-local" / "_definitions.json"
     return orjson.loads(path.read_bytes())["$defs"]
 
 

@@ -368,3 +368,22 @@ def test_many_watchers_share_one_storage_watch(server):
             t.join(15)
     assert all(len(out) == 5 for out in outs)
     assert calls == []  # no watcher opened a storage watch of its own
+
+
+def test_concurrent_unconditional_updates_all_succeed(c, ns):
+    """PUTs without a resourceVersion never fail with 409: a lost race is retried with the body as sent."""
+    path = f"/api/v1/namespaces/{ns}/configmaps/contended"
+    c.post(f"/api/v1/namespaces/{ns}/configmaps", json={"metadata": {"name": "contended"}})
+    statuses: list[int] = []
+
+    def writer(n: int) -> None:
+        for i in range(10):
+            r = c.put(path, json={"metadata": {"name": "contended"}, "data": {"w": f"{n}-{i}"}})
+            statuses.append(r.status_code)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert statuses == [200] * 80

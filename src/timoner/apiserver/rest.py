@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import copy
 import datetime as dt
 import random
 from collections.abc import Callable
@@ -385,7 +386,8 @@ class ResourceHandler:
         meta["name"] = name
 
         def replace(current: dict) -> dict:
-            return obj
+            # A fresh copy per attempt: a failed compare-and-swap is retried with the body as sent.
+            return copy.deepcopy(obj)
 
         updated = await self.store.update(info, namespace, name, replace, subresource=subresource,
                                           dry_run=dry_run(req))

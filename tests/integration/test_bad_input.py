@@ -18,9 +18,13 @@ def http(tmp_path_factory):
 
 
 def _snapshot(c):
-    body = c.get("/api/v1/configmaps").json()
-    return body["metadata"]["resourceVersion"], sorted(
-        (i["metadata"]["namespace"], i["metadata"]["name"], i["metadata"]["resourceVersion"]) for i in body["items"])
+    """Every object a rejected request could have touched, with its resourceVersion."""
+    items = []
+    for path in ("/api/v1/configmaps", "/apis/apps/v1/deployments", "/api/v1/namespaces"):
+        body = c.get(path).json()
+        items += [(i["kind"], i["metadata"].get("namespace", ""), i["metadata"]["name"],
+                   i["metadata"]["resourceVersion"]) for i in body["items"]]
+    return sorted(items)
 
 
 def _status(resp, code, reason):

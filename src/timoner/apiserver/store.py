@@ -244,8 +244,8 @@ class Store:
         fails with 409; without one it is unconditional and retried on a concurrent write.
         """
         key = object_key(info, namespace, name)
+        cached = await self.get_cached(info, namespace, name)
         for _attempt in range(20):
-            cached = await self.get_cached(info, namespace, name)
             current = self.served(info, copy.deepcopy(cached.obj))
             new = mutate(copy.deepcopy(current))
             new_meta = new.setdefault("metadata", {})
@@ -254,15 +254,16 @@ class Store:
                 raise errors.Conflict(info.plural, name, group=info.group)
             result = await self._commit_update(info, key, cached, current, new, subresource=subresource,
                                                dry_run=dry_run)
-            if result is not None:
+            if isinstance(result, dict):
                 return result
             if rv:
                 raise errors.Conflict(info.plural, name, group=info.group)
+            cached = self._fresh(info, name, key, result)
         raise errors.Conflict(info.plural, name, "too many concurrent writes; try again", group=info.group)
 
     async def _commit_update(self, info: ResourceInfo, key: str, cached: CachedObject, current: dict,
-                             new: dict, *, subresource: str, dry_run: bool) -> dict | None:
-        """Validate and write one update; None when the compare-and-swap lost a race."""
+                             new: dict, *, subresource: str, dry_run: bool) -> dict | RevisionConflict:
+        """Validate and write one update; the storage's conflict when the compare-and-swap lost a race."""
         name = current["metadata"]["name"]
         old_meta = current["metadata"]
         meta = new["metadata"]
@@ -320,9 +321,9 @@ class Store:
                 self._after_delete(info, new)
             else:
                 kv = await self.backend.update(key, _encode(stored), expected_revision=cached.revision)
-        except RevisionConflict:
+        except RevisionConflict as conflict:
             self._release(allocated)
-            return None
+            return conflict
         except KeyNotFound:
             self._release(allocated)
             raise errors.NotFound(info.plural, name, group=info.group) from None
@@ -331,6 +332,13 @@ class Store:
         self._note_write(kv.mod_revision)
         meta["resourceVersion"] = str(kv.mod_revision)
         return new
+
+    def _fresh(self, info: ResourceInfo, name: str, key: str, conflict: RevisionConflict) -> CachedObject:
+        """The object as storage has it now, from a lost compare-and-swap (the cache may lag behind)."""
+        kv = conflict.current
+        if kv is None:
+            raise errors.NotFound(info.plural, name, group=info.group)
+        return CachedObject(key, _decode(kv.value, kv.mod_revision), kv.mod_revision)
 
     # -- delete ------------------------------------------------------------------------
 
@@ -347,8 +355,8 @@ class Store:
         options = options or {}
         key = object_key(info, namespace, name)
         returns_object = (info.group, info.plural) in _RETURNS_DELETED_OBJECT
+        cached = await self.get_cached(info, namespace, name)
         for _attempt in range(20):
-            cached = await self.get_cached(info, namespace, name)
             current = copy.deepcopy(cached.obj)
             meta = current["metadata"]
             pre = options.get("preconditions") or {}
@@ -372,7 +380,8 @@ class Store:
                 if new == current:
                     return DeleteResult(self.served(info, current), False, True)
                 kv = await self.backend.update(key, _encode(new), expected_revision=cached.revision)
-            except RevisionConflict:
+            except RevisionConflict as conflict:
+                cached = self._fresh(info, name, key, conflict)
                 continue
             except KeyNotFound:
                 raise errors.NotFound(info.plural, name, group=info.group) from None

@@ -387,3 +387,13 @@ def test_concurrent_unconditional_updates_all_succeed(c, ns):
     for t in threads:
         t.join(30)
     assert statuses == [200] * 80
+
+
+def test_watch_one_object_by_legacy_path(c, ns):
+    base = f"/api/v1/namespaces/{ns}/configmaps"
+    rv = c.post(base, json={"metadata": {"name": "one"}}).json()["metadata"]["resourceVersion"]
+    c.post(base, json={"metadata": {"name": "one-more"}})
+    c.patch(f"{base}/one", json={"data": {"x": "1"}}, headers={"content-type": "application/merge-patch+json"})
+    events: list[dict] = []
+    _watch_lines(c, f"/api/v1/watch/namespaces/{ns}/configmaps/one", {"resourceVersion": rv}, 1, events)
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("MODIFIED", "one")]

@@ -29,7 +29,7 @@ from timoner.storage import Compacted, FutureRevision
 from ._http import JSON, Request, Response, decode_body, json_response
 from .convert import from_storage, needs_conversion
 from .objects import decode_object
-from .store import Store, object_key
+from .store import Store
 from .strategy import strategy_for
 from .watchcache import CachedObject
 
@@ -266,9 +266,15 @@ class ResourceHandler:
                     name: str | None = None) -> None:
         opts = ListOptions(req, info)
         prefix = self._prefix(info, namespace)
-        if name is not None:
-            prefix = object_key(info, namespace, name)
         predicate = opts.predicate(info)
+        if name is not None:
+            # Watching one object (the legacy /watch/.../name form): its name, not a key prefix,
+            # which would also match longer names.
+            selected = predicate
+
+            def predicate(obj: dict) -> bool:
+                return obj["metadata"].get("name") == name and (selected is None or selected(obj))
+
         rv = opts.resource_version
         send_initial = req.arg("sendInitialEvents") == "true"
         timeout = req.int_arg("timeoutSeconds")

@@ -23,7 +23,6 @@ from timoner.api.protobuf import PROTOBUF_CONTENT_TYPE, decode_protobuf
 MAX_BODY = 3 * 1024 * 1024  # upstream's limit for a request body (3 MiB)
 
 JSON = b"application/json"
-_TABLE_MARKERS = ("as=Table",)
 
 Send = Callable[[dict], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict]]

@@ -24,6 +24,7 @@ from timoner.api.schema import KUBERNETES_VERSION
 
 from . import discovery
 from ._http import JSON, Request, Response, User, error_response, json_response, send_response
+from .lifecycle import PROTECTED_NAMESPACES
 from .rest import ResourceHandler
 from .store import Store
 from .subresources import Subresources
@@ -34,7 +35,6 @@ log = logging.getLogger("timoner.apiserver")
 
 ADMIN = User("admin", ("system:masters", "system:authenticated"))
 _HEALTH = {"/healthz", "/livez", "/readyz", "/healthz/ping", "/livez/ping", "/readyz/ping"}
-_STATUS_SUBRESOURCE_VERBS = {"GET", "PUT", "PATCH"}
 
 
 class APIApp:
@@ -247,8 +247,6 @@ class APIApp:
             return await self.rest.patch(req, info, namespace, name)
         if method == "DELETE" and "delete" in info.verbs:
             if info.plural == "namespaces" and not info.group:
-                from .lifecycle import PROTECTED_NAMESPACES
-
                 if name in PROTECTED_NAMESPACES:
                     raise errors.Forbidden(f'namespaces "{name}" is forbidden: this namespace may not be deleted',
                                            resource="namespaces", name=name)

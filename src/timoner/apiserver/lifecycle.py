@@ -113,8 +113,6 @@ class Lifecycle:
             elif event_type == "ADDED":
                 self._enqueue("serviceaccount", key)
             return
-        if key.startswith(_SA_PREFIX) and event_type != "ADDED":
-            pass
         if meta.get("deletionTimestamp"):
             finalizers = meta.get("finalizers") or []
             if "orphan" in finalizers or "foregroundDeletion" in finalizers:

@@ -167,8 +167,6 @@ class ResourceHandler:
 
     async def list(self, req: Request, info: ResourceInfo, namespace: str | None) -> Response:
         opts = ListOptions(req, info)
-        if req.flag("watch"):
-            raise AssertionError("watch is routed separately")
         prefix = self._prefix(info, namespace)
         predicate = opts.predicate(info)
         limit = opts.limit

@@ -9,6 +9,7 @@ reviews, answered allow-all until RBAC is enforced).
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -20,7 +21,7 @@ from timoner.api.selectors import label_selector_from_dict
 
 from ._http import Request, Response, User, json_response
 from .rest import PATCH_TYPES, ResourceHandler, dry_run
-from .store import Store
+from .store import Store, now_rfc3339
 
 __all__ = ["Subresources"]
 
@@ -37,7 +38,8 @@ def _success(code: int = 201, **details: Any) -> Response:
 class Subresources:
     """Handlers for scale, binding, eviction, finalize and the self-subject reviews."""
 
-    def __init__(self, store: Store, rest: ResourceHandler, resource: callable) -> None:
+    def __init__(self, store: Store, rest: ResourceHandler,
+                 resource: Callable[[str, str, str], ResourceInfo | None]) -> None:
         self.store = store
         self.rest = rest
         self._resource = resource  # (group, version, plural) -> ResourceInfo | None
@@ -136,7 +138,7 @@ class Subresources:
             conditions = [c for c in (pod.get("status") or {}).get("conditions") or []
                           if c.get("type") != "PodScheduled"]
             conditions.append({"type": "PodScheduled", "status": "True", "lastProbeTime": None,
-                               "lastTransitionTime": _now()})
+                               "lastTransitionTime": now_rfc3339()})
             pod.setdefault("status", {})["conditions"] = conditions
             pod["metadata"].pop("resourceVersion", None)
             return pod
@@ -227,9 +229,3 @@ class Subresources:
             out["status"] = {"userInfo": {"username": user.name, "groups": list(user.groups),
                                           **({"uid": user.uid} if user.uid else {})}}
         return json_response(out, 201)
-
-
-def _now() -> str:
-    from .store import now_rfc3339
-
-    return now_rfc3339()

@@ -27,6 +27,7 @@ from typing import Any
 
 import orjson
 
+from timoner.api.errors import Expired, Timeout
 from timoner.storage import Backend, Compacted, Event
 
 __all__ = ["CachedObject", "CacheEvent", "WatchCache", "Watcher", "resource_prefix_of"]
@@ -256,8 +257,6 @@ class WatchCache:
         try:
             await asyncio.wait_for(fut, timeout)
         except TimeoutError:
-            from timoner.api.errors import Timeout
-
             raise Timeout(f"Too large resource version: {revision}, current: {self.revision}") from None
 
     def get(self, key: str) -> CachedObject | None:
@@ -298,8 +297,6 @@ class WatchCache:
 
         Raises `Gone` (410 Expired) when `from_revision` is older than the event window.
         """
-        from timoner.api.errors import Expired
-
         watcher = Watcher(prefix, predicate)
         if from_revision is None:
             for cached in self.list(prefix):

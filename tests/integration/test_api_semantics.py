@@ -397,3 +397,18 @@ def test_watch_one_object_by_legacy_path(c, ns):
     events: list[dict] = []
     _watch_lines(c, f"/api/v1/watch/namespaces/{ns}/configmaps/one", {"resourceVersion": rv}, 1, events)
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("MODIFIED", "one")]
+
+
+def test_watch_timeout_seconds_and_initial_events_at_rv0(c, ns):
+    base = f"/api/v1/namespaces/{ns}/configmaps"
+    c.post(base, json={"metadata": {"name": "init"}})
+    events: list[dict] = []
+    started = time.monotonic()
+    with c.stream("GET", base, params={"watch": "1", "resourceVersion": "0", "timeoutSeconds": "1"}) as r:
+        for line in r.iter_lines():
+            if line:
+                events.append(json.loads(line))
+    elapsed = time.monotonic() - started
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "init")]
+    assert elapsed < 10  # the server ended the stream itself, after about one second
+    assert elapsed >= 0.9

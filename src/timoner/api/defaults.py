@@ -20,6 +20,8 @@ from collections.abc import Callable
 from typing import Any
 
 from timoner.api._defaults_pod import (
+    _dict,
+    _items,
     default_pod,
     default_pod_spec,
     default_pod_template,
@@ -31,19 +33,6 @@ __all__ = ["apply_defaults", "default_pod_spec", "generate_job_selector"]
 
 _MAX_INT32 = 2**31 - 1
 _RBAC = "rbac.authorization.k8s.io"
-
-
-def _dict(parent: dict, key: str) -> dict:
-    value = parent.get(key)
-    if not isinstance(value, dict):
-        value = {}
-        parent[key] = value
-    return value
-
-
-def _items(parent: Any, key: str) -> list[dict]:
-    value = parent.get(key) if isinstance(parent, dict) else None
-    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
 
 
 def _deployment(obj: dict) -> None:

@@ -135,3 +135,11 @@ def test_strict_duplicate_and_unknown_fields(http):
     assert 'unknown field \\"bogus\\"' in warn.headers["warning"]
     assert "bogus" not in warn.json()
     c.delete(CM + "/warned")
+
+
+def test_protobuf_only_accept_is_406(http):
+    c, _ = http
+    resp = c.get(CM, headers={"accept": "application/vnd.kubernetes.protobuf"})
+    _status(resp, 406, "NotAcceptable")
+    both = c.get(CM, headers={"accept": "application/vnd.kubernetes.protobuf,application/json"})
+    assert both.status_code == 200 and both.headers["content-type"] == "application/json"

@@ -138,6 +138,10 @@ class APIApp:
                 return Response(500, b"[-]ready failed: shutting down", b"text/plain; charset=utf-8")
             return Response(200, b"ok", b"text/plain; charset=utf-8")
         req.user = self._authenticate(req)
+        accept = req.headers.get("accept")
+        if accept and not any(t in accept for t in ("json", "*/*", "application/*", "yaml")):
+            raise errors.NotAcceptable(
+                f'only the following media types are accepted: application/json; got "{accept}"')
         if path == "/version":
             return json_response(version_info())
         if path in ("/api", "/api/"):

@@ -71,6 +71,8 @@ def test_system_fields_generation_and_generate_name(c, ns):
     r5 = c.put(path + "/status", json=body)
     assert r5.status_code == 200, r5.text
     assert r5.json()["status"]["replicas"] == 7
+    assert int(r5.json()["metadata"]["resourceVersion"]) > int(body["metadata"]["resourceVersion"])
+    assert r5.json()["metadata"] == c.get(path).json()["metadata"]
     assert r5.json()["spec"]["replicas"] == 4
     # An unconditional PUT (no resourceVersion) succeeds.
     body = r5.json()

@@ -13,7 +13,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from urllib.parse import parse_qs
 
+import httpx
 import orjson
 
 from timoner import __version__
@@ -22,7 +24,7 @@ from timoner.api.openapi import build_group_version_document, build_root, docume
 from timoner.api.registry import ResourceInfo
 from timoner.api.schema import KUBERNETES_VERSION
 
-from . import discovery
+from . import discovery, nodeproxy
 from ._http import JSON, Request, Response, User, error_response, json_response, send_response
 from .lifecycle import PROTECTED_NAMESPACES
 from .rest import ResourceHandler
@@ -258,7 +260,7 @@ class APIApp:
         raise errors.MethodNotAllowed()
 
     async def _subresource(self, req: Request, info: ResourceInfo, namespace: str | None, name: str | None,
-                           sub: str) -> Response:
+                           sub: str) -> Response | None:
         method = req.method
         if name is None or info.subresource(sub) is None:
             raise errors.NotFound("", "", message="the server could not find the requested resource")
@@ -278,13 +280,75 @@ class APIApp:
             return await self.subresources.eviction(req, info, namespace, name)
         if sub == "finalize" and method == "PUT":
             return await self.subresources.finalize(req, info, name)
-        if sub in ("log", "exec", "attach", "portforward", "proxy"):
-            pod = await self.store.get(info, namespace, name)
-            if not (pod.get("spec") or {}).get("nodeName"):
-                raise errors.BadRequest(f"pod {name} does not have a host assigned")
-            raise errors.ServiceUnavailable(
-                f"no node agent is serving {info.plural}/{sub} for {info.kind.lower()} {name}")
+        if sub == "log" and method == "GET" and info.plural == "pods":
+            await self._proxy_log(req, info, namespace, name)
+            return None
+        if sub in nodeproxy.UPGRADE_SUBRESOURCES:
+            # Upgrades never get here: the protocol relays them (relay_upgrade) before the ASGI app runs.
+            raise errors.BadRequest("Upgrade request required")
         raise errors.MethodNotAllowed()
+
+    async def _node_target(self, pod: dict) -> nodeproxy.NodeTarget:
+        node_name = (pod.get("spec") or {}).get("nodeName") or ""
+        node = self.store.cache.get(f"/registry/core/nodes/{node_name}") if node_name else None
+        return nodeproxy.locate(pod, node.obj if node is not None else None)
+
+    async def _proxy_log(self, req: Request, info: ResourceInfo, namespace: str | None, name: str) -> None:
+        """Stream a container's log from its node agent (kubelet's /containerLogs)."""
+        pod = await self.store.get(info, namespace, name)
+        target = await self._node_target(pod)
+        container = nodeproxy.default_container(pod, req.arg("container"), subresource="log")
+        query = req.scope.get("query_string", b"").decode("latin-1")
+        url = f"https://{target.host}:{target.port}{nodeproxy.node_path('log', namespace, name, container)}"
+        async with httpx.AsyncClient(verify=False, timeout=httpx.Timeout(10, read=None)) as client:
+            try:
+                async with client.stream("GET", f"{url}?{query}" if query else url) as upstream:
+                    if upstream.status_code != 200:
+                        body = await upstream.aread()
+                        await send_response(req.send, Response(
+                            upstream.status_code, body,
+                            upstream.headers.get("content-type", "application/json").encode()))
+                        return
+                    await req.send({"type": "http.response.start", "status": 200, "headers": [
+                        (b"content-type", b"text/plain"), (b"cache-control", b"no-cache, private")]})
+                    async for chunk in upstream.aiter_raw():
+                        await req.send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    await req.send({"type": "http.response.body", "body": b"", "more_body": False})
+            except httpx.TransportError as exc:
+                raise errors.ServiceUnavailable(
+                    f"error dialing backend: node {target.node} at {target.host}:{target.port}: {exc}") from None
+
+    async def relay_upgrade(self, method: str, target: bytes, headers: list[tuple[bytes, bytes]],
+                            user: User | None, transport, relay: nodeproxy.RelayProtocol) -> None:
+        """Relay an exec/attach/portforward upgrade to the pod's node agent (see nodeproxy)."""
+        try:
+            if user is None:
+                auth = next((v.decode("latin-1") for k, v in headers if k == b"authorization"), "")
+                if auth[:7].lower() != "bearer " or auth[7:].strip() not in self.tokens:
+                    raise errors.Unauthorized()
+            match = nodeproxy.STREAM_TARGET.match(target)
+            if match is None:
+                raise errors.NotFound("", "", message="the server could not find the requested resource")
+            namespace, name, sub = (g.decode() for g in match.group(1, 2, 3))
+            query = (match.group(4) or b"?")[1:].decode("latin-1")
+            pods = self.resource("", "v1", "pods")
+            pod = await self.store.get(pods, namespace, name)
+            node = await self._node_target(pod)
+            container = None
+            if sub != "portforward":
+                requested = parse_qs(query).get("container", [None])[0]
+                container = nodeproxy.default_container(pod, requested, subresource=sub)
+            path = nodeproxy.node_path(sub, namespace, name, container)
+            lines = [f"{method} {path}{'?' + query if query else ''} HTTP/1.1", f"Host: {node.host}:{node.port}"]
+            lines += [f"{k.decode('latin-1')}: {v.decode('latin-1')}" for k, v in headers
+                      if k not in (b"host", b"authorization")]
+            head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+            await nodeproxy.tunnel(node, head, transport, relay.take_buffered, relay.attach)
+        except errors.APIError as exc:
+            nodeproxy.write_error(transport, exc)
+        except Exception as exc:
+            log.exception("relaying %s %s failed", method, target[:200])
+            nodeproxy.write_error(transport, errors.InternalError(repr(exc)))
 
 
 def version_info() -> dict:

@@ -22,6 +22,7 @@ from timoner.api import errors
 from timoner.api.registry import BUILTIN, ResourceInfo
 from timoner.storage import Backend, open_backend
 
+from . import nodeproxy
 from ._http import User
 from .app import ADMIN, APIApp
 from .certs import ClusterPKI, ensure_pki, write_kubeconfig
@@ -68,6 +69,25 @@ class _TLSIdentityProtocol(HttpToolsProtocol):
         super().on_message_begin()
         if self._user is not None:
             self.scope["timoner.user"] = self._user  # type: ignore[typeddict-unknown-key]
+
+    # Upgrades of a pod's exec/attach/portforward (WebSocket or SPDY) are relayed to the pod's node
+    # agent as a byte tunnel; uvicorn itself would only take WebSocket upgrades, and into the app.
+    timoner_app: APIApp | None = None
+
+    def _should_upgrade(self) -> bool:
+        return self._get_upgrade() is not None and nodeproxy.STREAM_TARGET.match(self.url) is not None
+
+    def handle_websocket_upgrade(self) -> None:
+        assert self.timoner_app is not None
+        self.connections.discard(self)
+        relay = nodeproxy.RelayProtocol()
+        transport = self.transport
+        transport.set_protocol(relay)
+        relay.connection_made(transport)
+        task = self.loop.create_task(self.timoner_app.relay_upgrade(
+            self.scope["method"], bytes(self.url), list(self.headers), self._user, transport, relay))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
 
 def _user_from_cert(cert: dict) -> User:
@@ -161,8 +181,9 @@ class APIServer:
         if self.config.tls:
             kwargs = dict(ssl_certfile=str(self.pki.server_cert), ssl_keyfile=str(self.pki.server_key),
                           ssl_ca_certs=str(self.pki.ca_cert), ssl_cert_reqs=ssl.CERT_OPTIONAL)
+        protocol = type("TimonerHTTPProtocol", (_TLSIdentityProtocol,), {"timoner_app": self.app})
         uv_config = uvicorn.Config(
-            self.app, http=_TLSIdentityProtocol, ws="none", lifespan="off", log_level="warning",
+            self.app, http=protocol, ws="none", lifespan="off", log_level="warning",
             proxy_headers=False,
             access_log=False, timeout_keep_alive=120, server_header=False, date_header=False,
             backlog=2048, timeout_graceful_shutdown=2, **kwargs,

@@ -293,6 +293,7 @@ class Store:
                     "Forbidden: no new finalizers can be added if the object is being deleted, found new "
                     f"finalizers {sorted(added)}", "metadata.finalizers")], group=info.group)
         strategy_for(info).prepare_for_update(new, current, subresource=subresource)
+        meta = new["metadata"]  # the status split may have replaced it
         if meta.get("finalizers") == []:
             del meta["finalizers"]
         allocated = None

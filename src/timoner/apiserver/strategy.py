@@ -110,11 +110,9 @@ class Strategy:
         if subresource == "status":
             # Writes to /status change only status (and labels/annotations, as upstream allows nothing else).
             status = new.get("status")
-            meta = new["metadata"]
             kept = copy.deepcopy({k: v for k, v in old.items() if k != "status"})
             new.clear()
             new.update(kept)
-            new["metadata"] = {**kept["metadata"], "resourceVersion": meta.get("resourceVersion", "")}
             if status is not None:
                 new["status"] = status
             return

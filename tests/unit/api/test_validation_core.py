@@ -303,3 +303,16 @@ def test_request_over_limit_message_uses_canonical_quantities():
     (cause,) = run("", "Pod", obj)
     assert (cause.field, cause.message) == (
         f"{C0}.resources.requests", 'Invalid value: "2": must be less than or equal to cpu limit of 1500m')
+
+
+def test_pod_update_without_init_containers_is_not_a_spec_change():
+    from timoner.api.registry import builtin_index
+    from timoner.api.validation import validate
+
+    info = builtin_index()[("", "v1", "pods")]
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"},
+           "spec": {"containers": [{"name": "c", "image": "busybox", "terminationMessagePath": "/dev/termination-log",
+                                    "terminationMessagePolicy": "File", "imagePullPolicy": "Always"}],
+                    "restartPolicy": "Always", "dnsPolicy": "ClusterFirst", "nodeName": "n"}}
+    changed = {**pod, "status": {"phase": "Running"}}
+    assert validate(info, changed, old=pod) == []

@@ -97,6 +97,8 @@ def _pod_update(spec: dict, old_spec: dict) -> list[Cause]:
     causes.extend(_only_added_tolerations(spec.get("tolerations") or [], old_spec.get("tolerations") or []))
     munged = dict(spec)
     for field in ("containers", "initContainers"):
+        if field not in spec:
+            continue
         new_list, old_list = spec.get(field) or [], old_spec.get(field) or []
         if len(new_list) == len(old_list):
             munged[field] = [

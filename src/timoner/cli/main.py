@@ -1,9 +1,10 @@
 """The `timoner` command: run the API server alone, or a whole cluster with `up`.
 
 `timoner server` runs only the API server. `timoner up` runs the whole
-single-node cluster; until the controllers, scheduler and node agent exist
-(later issues) it runs the API server. Both print one line containing
-`ready` once the server answers, then the `export KUBECONFIG=...` line.
+single-node cluster; until the node agent drives pods (the next milestone)
+it runs the API server. Both print one line containing `ready` once the
+server answers, then the `export KUBECONFIG=...` line. `timoner agent` runs
+the node agent against any API server named by a kubeconfig.
 """
 
 from __future__ import annotations
@@ -33,10 +34,44 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--storage", default="sqlite", help="sqlite (default), memory, or a backend URL")
         p.add_argument("--service-cidr", default="100.65.0.0/16", help="Service cluster IP range")
         p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    sched = sub.add_parser("scheduler", help="run the scheduler (binds pending pods to nodes)")
+    sched.add_argument("--kubeconfig", required=True, type=Path, help="how to reach the API server")
+    sched.add_argument("--scheduler-name", default="default-scheduler")
+    sched.add_argument("-v", "--verbose", action="count", default=0)
+    agent = sub.add_parser("agent", help="run the node agent (registers a Node, heartbeats, watches its pods)")
+    agent.add_argument("--kubeconfig", required=True, type=Path, help="how to reach the API server")
+    agent.add_argument("--node-name", default=None, help="the Node's name (default: the host name)")
+    agent.add_argument("--runtime", default="process", choices=("process", "runc", "hollow"))
+    agent.add_argument("--root-dir", type=Path, default=None, help="the agent's state directory")
+    agent.add_argument("-v", "--verbose", action="count", default=0)
     return parser
 
 
+async def _until_signalled(coro) -> int:
+    """Run a component until SIGINT/SIGTERM, then cancel it cleanly."""
+    task = asyncio.ensure_future(coro)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    return 0
+
+
 async def _run(args: argparse.Namespace) -> int:
+    if args.command == "scheduler":
+        from timoner.scheduler import main as scheduler_main
+
+        print(f"timoner scheduler: starting as {args.scheduler_name}", flush=True)
+        return await _until_signalled(scheduler_main(args.kubeconfig, scheduler_name=args.scheduler_name))
+    if args.command == "agent":
+        from timoner.node.agent import main as agent_main
+
+        print(f"timoner agent: starting (runtime {args.runtime})", flush=True)
+        return await _until_signalled(agent_main(args.kubeconfig, node_name=args.node_name, runtime=args.runtime,
+                                                 root_dir=args.root_dir))
     config = ServerConfig(data_dir=args.data_dir.resolve(), host=args.host, port=args.port,
                           storage=args.storage, service_cidr=args.service_cidr)
     server = APIServer(config)

@@ -1,0 +1,179 @@
+"""The seam between the node agent and whatever runs containers: the `Runtime` protocol.
+
+Modelled on Nomad's task driver, but smaller. A runtime knows how to start
+one container, wait for it to exit, stop it, describe it, and find the
+containers it started before the agent restarted. Everything else a pod
+needs (restart policy, probes, ordering of init containers, status writing)
+is the pod worker's business, so each runtime stays small.
+
+Optional features live in their own protocols, checked with `isinstance`
+(they are `runtime_checkable`), so a runtime that cannot stream logs simply
+does not implement `LogsRuntime`, and the agent answers 400 for it.
+
+Runtimes: `process` (host processes, default), `runc` (OCI containers, needs
+root), `hollow` (simulated, `timoner.node.runtimes.hollow`).
+
+All methods are async and may be called concurrently for different
+containers; a runtime serialises per container itself if it must.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import signal as signals
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+__all__ = [
+    "ContainerID",
+    "ContainerSpec",
+    "ContainerState",
+    "ExecRuntime",
+    "ExecSession",
+    "LogsRuntime",
+    "PortForwardRuntime",
+    "Runtime",
+    "State",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerID:
+    """A container's identity: `<runtime>://<id>`, as `status.containerStatuses[].containerID` spells it."""
+
+    runtime: str
+    id: str
+
+    def __str__(self) -> str:
+        return f"{self.runtime}://{self.id}"
+
+    @classmethod
+    def parse(cls, text: str) -> ContainerID:
+        runtime, sep, ident = text.partition("://")
+        if not sep or not runtime or not ident:
+            raise ValueError(f"not a container id: {text!r}")
+        return cls(runtime, ident)
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerSpec:
+    """What to run: one container of one pod, already resolved by the pod worker.
+
+    `pod_uid` + `name` + `attempt` identify the run, so `recover` can tie a
+    container found after a restart back to its pod. `annotations` are the
+    pod's; runtimes may read their own (`timoner.dev/hollow-*`).
+    """
+
+    pod_uid: str
+    pod_namespace: str
+    pod_name: str
+    name: str
+    image: str
+    command: tuple[str, ...] = ()
+    args: tuple[str, ...] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    working_dir: str = ""
+    attempt: int = 0
+    annotations: Mapping[str, str] = field(default_factory=dict)
+
+
+class State(enum.Enum):
+    """The three states of `status.containerStatuses[].state`."""
+
+    WAITING = "waiting"
+    RUNNING = "running"
+    TERMINATED = "terminated"
+
+
+@dataclass(frozen=True, slots=True)
+class ContainerState:
+    """What a runtime knows about one container; times are wall-clock UNIX seconds."""
+
+    id: ContainerID
+    spec: ContainerSpec
+    state: State
+    started_at: float | None = None
+    finished_at: float | None = None
+    exit_code: int | None = None
+    reason: str = ""  # upstream's words: "Completed", "Error", "OOMKilled", ...
+    message: str = ""
+    pid: int | None = None
+
+
+@runtime_checkable
+class Runtime(Protocol):
+    """Runs containers. `name` is the scheme of container ids (`process`, `runc`, `hollow`)."""
+
+    name: str
+    version: str  # the part after `<scheme>://` in nodeInfo.containerRuntimeVersion
+
+    async def start(self, spec: ContainerSpec) -> ContainerState:
+        """Start `spec` and return it running; raises if it cannot start (bad image, bad command)."""
+        ...
+
+    async def wait(self, container: ContainerID) -> ContainerState:
+        """Block until the container exits; return its terminated state. Cancel-safe."""
+        ...
+
+    async def stop(self, container: ContainerID, timeout: float, signal: int = signals.SIGTERM) -> ContainerState:
+        """Send `signal`, wait up to `timeout` seconds, then kill; return the terminated state.
+
+        Stopping a container that already exited returns its final state.
+        """
+        ...
+
+    async def inspect(self, container: ContainerID) -> ContainerState:
+        """The container's current state; raises `KeyError` for a container the runtime does not know."""
+        ...
+
+    async def recover(self) -> list[ContainerState]:
+        """Every container this runtime started that still exists, after an agent restart."""
+        ...
+
+
+@runtime_checkable
+class LogsRuntime(Protocol):
+    """Optional: serves `kubectl logs`."""
+
+    def logs(self, container: ContainerID, *, follow: bool = False, tail_lines: int | None = None,
+             since_seconds: float | None = None, timestamps: bool = False) -> AsyncIterator[bytes]:
+        """The container's output as chunks of bytes; with `follow`, until the container exits."""
+        ...
+
+
+@runtime_checkable
+class ExecSession(Protocol):
+    """One running `kubectl exec`: its standard streams and its end."""
+
+    async def write_stdin(self, data: bytes) -> None: ...
+
+    async def close_stdin(self) -> None: ...
+
+    def output(self) -> AsyncIterator[tuple[int, bytes]]:
+        """(stream, data) pairs: 1 stdout, 2 stderr (a TTY has only 1), until the command exits."""
+        ...
+
+    async def resize(self, width: int, height: int) -> None: ...
+
+    async def wait(self) -> int:
+        """The command's exit code."""
+        ...
+
+
+@runtime_checkable
+class ExecRuntime(Protocol):
+    """Optional: serves `kubectl exec` and `attach`."""
+
+    async def exec(self, container: ContainerID, command: tuple[str, ...], *, tty: bool = False,
+                   stdin: bool = False) -> ExecSession: ...
+
+
+@runtime_checkable
+class PortForwardRuntime(Protocol):
+    """Optional: serves `kubectl port-forward` by connecting to a port in the pod's network."""
+
+    async def connect(self, pod_uid: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """A byte stream to `port` inside the pod's network."""
+        ...

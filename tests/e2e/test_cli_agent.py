@@ -1,0 +1,72 @@
+"""`timoner agent` as a user runs it: a Node appears, Ready, and the agent stops on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from timoner.testing import ServerThread, kubectl
+
+pytestmark = pytest.mark.slow
+
+
+def test_agent_command_registers_a_ready_node(tmp_path):
+    with ServerThread(tmp_path / "data") as srv:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "timoner.cli.main", "agent", "--kubeconfig", str(srv.kubeconfig),
+             "--node-name", "cli-node", "--runtime", "hollow", "--root-dir", str(tmp_path / "agent")],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            deadline = time.time() + 30
+            ready = False
+            while time.time() < deadline and not ready:
+                out = kubectl(srv.kubeconfig, "get", "node", "cli-node", "-o", "json", check=False)
+                if out.returncode == 0:
+                    conditions = json.loads(out.stdout)["status"].get("conditions", [])
+                    ready = any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+                if not ready:
+                    time.sleep(0.2)
+            assert ready, proc.stdout.read() if proc.poll() is not None else "agent still running, node not Ready"
+            lease = kubectl(srv.kubeconfig, "get", "lease", "-n", "kube-node-lease", "cli-node", "-o", "json")
+            assert json.loads(lease.stdout)["spec"]["holderIdentity"] == "cli-node"
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(20)
+        assert proc.returncode == 0
+
+
+def test_scheduler_command_binds_a_pod_to_the_agents_node(tmp_path):
+    with ServerThread(tmp_path / "data") as srv:
+        common = [sys.executable, "-m", "timoner.cli.main"]
+        agent = subprocess.Popen(common + ["agent", "--kubeconfig", str(srv.kubeconfig), "--node-name", "n1",
+                                           "--runtime", "hollow", "--root-dir", str(tmp_path / "agent")],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        scheduler = subprocess.Popen(common + ["scheduler", "--kubeconfig", str(srv.kubeconfig)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            kubectl(srv.kubeconfig, "run", "p", "--image=busybox", "--restart=Never", "--", "sleep", "1")
+            deadline = time.time() + 30
+            node = ""
+            while time.time() < deadline and not node:
+                node = kubectl(srv.kubeconfig, "get", "pod", "p", "-o", "jsonpath={.spec.nodeName}").stdout
+                if not node:
+                    time.sleep(0.2)
+            assert node == "n1"
+            reasons: set[str] = set()
+            while time.time() < deadline and "Scheduled" not in reasons:
+                events = kubectl(srv.kubeconfig, "get", "events", "--field-selector", "involvedObject.name=p",
+                                 "-o", "json").stdout
+                reasons = {e["reason"] for e in json.loads(events)["items"]}
+                if "Scheduled" not in reasons:
+                    time.sleep(0.2)
+            assert "Scheduled" in reasons
+        finally:
+            for proc in (scheduler, agent):
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(20)
+        assert scheduler.returncode == 0 and agent.returncode == 0

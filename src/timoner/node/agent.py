@@ -9,8 +9,10 @@
    - `NodeStatusReporter.run`: the status, written only on change or every
      `status_report_interval`;
    - an `Informer` on pods with `fieldSelector=spec.nodeName=<node>`: the
-     pods bound here. For now its handlers only log; the pod workers that
-     drive each pod to its spec through a `Runtime` come next.
+     pods bound here;
+   - `PodWorkers.run` (`timoner.node.pods`): one worker per pod, driving it
+     to its spec through the `Runtime`, when the agent has one (given, or
+     `hollow` built from the config).
 
 If any of them fails for good the others are cancelled and `run` raises.
 Cancelling `run` stops everything and writes nothing on the way out: a
@@ -31,7 +33,10 @@ from timoner.client import Client, Informer, load_kubeconfig, object_key, resour
 from .config import AgentConfig, default_node_name
 from .lease import NodeLease
 from .machine import Machine, primary_ipv4, read_machine
+from .pods import PodNetwork, PodWorkerConfig, PodWorkers
 from .registration import register_node
+from .runtime import Runtime
+from .runtimes.hollow import HollowRuntime
 from .status import NodeStatusReporter
 
 __all__ = ["PODS", "Agent", "AgentConfig", "main"]
@@ -46,9 +51,15 @@ Obj = dict[str, Any]
 class Agent:
     """One node's agent; see the module docstring. Its parts are attributes once `run` has registered."""
 
-    def __init__(self, client: Client, config: AgentConfig) -> None:
+    def __init__(self, client: Client, config: AgentConfig, *, runtime: Runtime | None = None,
+                 pod_config: PodWorkerConfig | None = None) -> None:
         self.client = client
         self.config = config
+        if runtime is None and config.runtime == "hollow":
+            runtime = HollowRuntime(clock=config.clock)
+        self.runtime = runtime
+        self.pod_config = pod_config or PodWorkerConfig()
+        self.pod_workers: PodWorkers | None = None
         self.machine: Machine | None = None
         self.node: Obj | None = None
         self.lease: NodeLease | None = None
@@ -66,13 +77,20 @@ class Agent:
         self.node = await register_node(self.client, config, machine=self.machine, node_ip=node_ip)
         self.lease = NodeLease(self.client, config, node_uid=self.node["metadata"]["uid"])
         self.status = NodeStatusReporter(self.client, config, machine=self.machine, node_ip=node_ip)
+        if self.runtime is not None:
+            allocatable = (self.node.get("status") or {}).get("allocatable") or {}
+            self.pod_workers = PodWorkers(self.client, self.runtime, informer=self.pods, clock=config.clock,
+                                          network=PodNetwork(node_ip, node_ip, allocatable), config=self.pod_config)
+            self.pods.add_handler(self.pod_workers.on_add, self.pod_workers.on_update, self.pod_workers.on_delete)
         self.registered.set()
         async with asyncio.TaskGroup() as group:
             group.create_task(self.lease.run(), name=f"node-lease-{config.node_name}")
             group.create_task(self.status.run(), name=f"node-status-{config.node_name}")
             group.create_task(self.pods.run(), name=f"pod-informer-{config.node_name}")
+            if self.pod_workers is not None:
+                group.create_task(self.pod_workers.run(), name=f"pod-workers-{config.node_name}")
 
-    # The pod workers will hang off these; until then the agent only reports what it sees.
+    # Logging only: the pod workers register their own handlers in `run`.
 
     def _on_pod_add(self, pod: Obj) -> None:
         log.info("node %s: pod %s bound here", self.config.node_name, object_key(pod))

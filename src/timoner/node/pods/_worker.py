@@ -1,0 +1,407 @@
+"""`PodWorker`: drives one pod bound to this node to its spec through a `Runtime`, and reports its status.
+
+One worker per pod uid, as the kubelet's pod workers. Each pass of the loop
+(`_sync`) is level-triggered: it looks at the latest pod object and what
+the runtime said about each container, does the next thing, writes status
+when it changed, and sleeps until the pod changes, a container exits, or a
+timer (back-off, retry, active deadline) is due.
+
+- Init containers run one at a time, in order; each must exit 0 before the
+  next starts. A failed one is restarted (with back-off) unless the policy
+  is `Never`, which fails the pod. Once an app container has started, init
+  containers are not looked at again.
+- App containers all start once initialised; an exited one restarts per
+  `restartPolicy` behind a CrashLoopBackOff (`Backoff`).
+- A container that cannot start stays `waiting` with the error's `reason`
+  (`CreateContainerConfigError`, or the runtime's, default
+  `CreateContainerError`) and is retried every `retry_interval`.
+- Succeeded and Failed are final: the worker then only waits for deletion.
+- `activeDeadlineSeconds` past `startTime` stops the containers and fails
+  the pod with reason `DeadlineExceeded`.
+- Deletion (`deletionTimestamp`): stop every container with the pod's grace
+  period (at least 2 s, as upstream), write the final status, then finish
+  the delete with `gracePeriodSeconds=0` and a uid precondition. A pod gone
+  from the informer (force-deleted) only has its containers stopped.
+
+Cancelling the worker (the agent exiting) leaves containers running: the
+next agent re-adopts them from `Runtime.recover`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from timoner.api.errors import Conflict, NotFound
+from timoner.client import Client, Clock, resource_for
+
+from ..runtime import ContainerState, Runtime, State
+from ._backoff import Backoff, go_duration
+from ._env import PodNetwork, build_container_spec
+from ._status import container_status, pod_conditions, pod_phase, rfc3339, terminated_dict
+
+__all__ = ["PodWorker", "PodWorkerConfig"]
+
+log = logging.getLogger("timoner.node.pods")
+
+PODS = resource_for("v1", "Pod")
+MIN_GRACE_SECONDS = 2  # upstream's minimumGracePeriodInSeconds
+DEADLINE_MESSAGE = "Pod was active on the node longer than the specified deadline"
+
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class PodWorkerConfig:
+    """How pod workers pace restarts: CrashLoopBackOff base and cap (upstream 10 s, 300 s) and start retries."""
+
+    backoff_base: float = 10.0
+    backoff_cap: float = 300.0
+    retry_interval: float = 10.0
+
+
+@dataclass(slots=True)
+class _Container:
+    """What the worker knows about one container name of its pod (mutable: the worker's own bookkeeping)."""
+
+    current: ContainerState | None = None
+    restart_count: int = 0
+    next_attempt: int = 0
+    last_terminated: Obj | None = None
+    waiting: tuple[str, str] | None = None
+    exited_at: float | None = None  # clock time the worker saw the current run exit
+    retry_at: float | None = None
+    watch: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+def _should_restart(policy: str, exit_code: int | None) -> bool:
+    return policy == "Always" or (policy == "OnFailure" and exit_code != 0)
+
+
+class PodWorker:
+    """One pod's worker; see the module docstring. Feed it with `update` and `remove`, run it with `run`."""
+
+    def __init__(self, client: Client, runtime: Runtime, *, pod: Obj, network: PodNetwork, clock: Clock,
+                 config: PodWorkerConfig, recovered: list[ContainerState] | None = None) -> None:
+        self.client = client
+        self.runtime = runtime
+        self.pod = pod
+        self.uid: str = pod["metadata"]["uid"]
+        self._network = network
+        self._clock = clock
+        self._config = config
+        self._backoff = Backoff(clock, base=config.backoff_base, cap=config.backoff_cap)
+        self._wake = asyncio.Event()
+        self._removed = False
+        self.finished = asyncio.Event()
+        self._terminal: tuple[str, str, str] | None = None  # (phase, reason, message) once final
+        self._last_written: Obj | None = None
+        self._start_time: str = (pod.get("status") or {}).get("startTime") or rfc3339(time.time())
+        self._deadline_at: float | None = None
+        self._containers: dict[str, _Container] = {c["name"]: _Container() for c in self._all_specs()}
+        self._adopt(recovered or [])
+
+    # -- inputs ---------------------------------------------------------------------------
+
+    def update(self, pod: Obj) -> None:
+        self.pod = pod
+        self._wake.set()
+
+    def remove(self) -> None:
+        """The pod is gone from the API (force-deleted): stop its containers and finish."""
+        self._removed = True
+        self._wake.set()
+
+    # -- setup ----------------------------------------------------------------------------
+
+    def _all_specs(self) -> list[Obj]:
+        spec = self.pod.get("spec") or {}
+        return list(spec.get("initContainers") or ()) + list(spec.get("containers") or ())
+
+    def _adopt(self, recovered: list[ContainerState]) -> None:
+        """Take over containers a previous agent started: the newest run of each name is current."""
+        status = self.pod.get("status") or {}
+        if status.get("phase") in ("Succeeded", "Failed"):
+            # Final already: nothing may run again, whatever the runtime still remembers.
+            self._terminal = (status["phase"], status.get("reason", ""), status.get("message", ""))
+        runs: dict[str, list[ContainerState]] = {}
+        for state in recovered:
+            runs.setdefault(state.spec.name, []).append(state)
+        for name, states in runs.items():
+            tracked = self._containers.get(name)
+            if tracked is None:
+                continue
+            states.sort(key=lambda s: (s.spec.attempt, s.started_at or 0.0))
+            current = states[-1]
+            tracked.current = current
+            tracked.restart_count = current.spec.attempt
+            tracked.next_attempt = current.spec.attempt + 1
+            if len(states) > 1 and states[-2].state is State.TERMINATED:
+                tracked.last_terminated = terminated_dict(states[-2])
+            if current.state is State.RUNNING:
+                self._watch(tracked, current)
+            else:
+                tracked.exited_at = self._clock.now()
+        # Containers the status knows but the runtime lost: carry their restart count on.
+        for entry in list(status.get("initContainerStatuses") or ()) + list(status.get("containerStatuses") or ()):
+            tracked = self._containers.get(entry.get("name", ""))
+            if tracked is not None and tracked.current is None and entry.get("containerID"):
+                tracked.next_attempt = tracked.restart_count = int(entry.get("restartCount", 0)) + 1
+                tracked.last_terminated = (entry.get("lastState") or {}).get("terminated")
+
+    def _watch(self, tracked: _Container, state: ContainerState) -> None:
+        tracked.watch = asyncio.create_task(self._wait_exit(tracked, state), name=f"wait-{state.id}")
+
+    async def _wait_exit(self, tracked: _Container, state: ContainerState) -> None:
+        try:
+            final = await self.runtime.wait(state.id)
+        except KeyError:
+            log.warning("pod %s: runtime lost container %s", self.uid, state.id)
+            final = ContainerState(id=state.id, spec=state.spec, state=State.TERMINATED,
+                                   started_at=state.started_at, finished_at=time.time(), exit_code=137,
+                                   reason="ContainerStatusUnknown")
+        if tracked.current is not None and tracked.current.id == state.id:
+            tracked.current = final
+            tracked.exited_at = self._clock.now()
+        self._wake.set()
+
+    # -- the loop -------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Sync until the pod is deleted and its delete completed; cancel to leave containers running."""
+        try:
+            while not self.finished.is_set():
+                self._wake.clear()
+                try:
+                    wake_in = await self._sync()
+                except Exception:
+                    log.exception("pod %s: sync failed; retrying", self._name)
+                    wake_in = self._config.retry_interval
+                if self.finished.is_set():
+                    break
+                await self._sleep(wake_in)
+        finally:
+            for tracked in self._containers.values():
+                if tracked.watch is not None:
+                    tracked.watch.cancel()
+
+    async def _sleep(self, seconds: float | None) -> None:
+        woken = asyncio.ensure_future(self._wake.wait())
+        waiters: set[asyncio.Future[Any]] = {woken}
+        if seconds is not None:
+            waiters.add(asyncio.ensure_future(self._clock.sleep(max(0.0, seconds))))
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiter in waiters:
+                waiter.cancel()
+
+    @property
+    def _name(self) -> str:
+        meta = self.pod.get("metadata") or {}
+        return f"{meta.get('namespace')}/{meta.get('name')}"
+
+    async def _sync(self) -> float | None:
+        meta = self.pod.get("metadata") or {}
+        if self._removed or meta.get("deletionTimestamp"):
+            return await self._delete()
+        if self._terminal is not None:
+            await self._stop_all(self._grace(deleting=False))
+            await self._write_status()
+            return None
+        if (wait := self._deadline_remaining()) is not None and wait <= 0:
+            self._terminal = ("Failed", "DeadlineExceeded", DEADLINE_MESSAGE)
+            await self._stop_all(self._grace(deleting=False))
+            await self._write_status()
+            return None
+        wakes = [wait] + await self._advance()
+        status = await self._write_status()
+        if status["phase"] in ("Succeeded", "Failed"):
+            self._terminal = (status["phase"], "", "")
+            return None
+        due = [w for w in wakes if w is not None]
+        return min(due) if due else None
+
+    def _deadline_remaining(self) -> float | None:
+        seconds = (self.pod.get("spec") or {}).get("activeDeadlineSeconds")
+        if seconds is None:
+            return None
+        if self._deadline_at is None:
+            started = _parse_time(self._start_time)
+            self._deadline_at = self._clock.now() + seconds - max(0.0, time.time() - started)
+        return self._deadline_at - self._clock.now()
+
+    async def _advance(self) -> list[float | None]:
+        """Start or restart what the spec wants now; return when each blocked container wants another look."""
+        spec = self.pod.get("spec") or {}
+        policy = spec.get("restartPolicy") or "Always"
+        apps = list(spec.get("containers") or ())
+        started = any(self._containers[c["name"]].current is not None for c in apps)
+        if not started:
+            for container in spec.get("initContainers") or ():
+                tracked = self._containers[container["name"]]
+                current = tracked.current
+                if current is not None and current.state is State.TERMINATED and current.exit_code == 0:
+                    continue
+                if current is not None and current.state is State.RUNNING:
+                    return []
+                if current is not None:  # failed
+                    if policy == "Never":
+                        return []  # the phase becomes Failed
+                    return [await self._restart(container, tracked)]
+                return [await self._start(container, tracked)]
+        wakes: list[float | None] = []
+        for container in apps:
+            tracked = self._containers[container["name"]]
+            current = tracked.current
+            if current is None:
+                wakes.append(await self._start(container, tracked))
+            elif current.state is State.TERMINATED and _should_restart(policy, current.exit_code):
+                wakes.append(await self._restart(container, tracked))
+        return wakes
+
+    async def _restart(self, container: Obj, tracked: _Container) -> float | None:
+        key = container["name"]
+        since = tracked.exited_at if tracked.exited_at is not None else self._clock.now()
+        remaining = self._backoff.remaining(key, since)
+        if remaining > 0:
+            meta = self.pod["metadata"]
+            tracked.waiting = ("CrashLoopBackOff", f"back-off {go_duration(self._backoff.delay(key))} restarting "
+                               f"failed container={key} pod={meta['name']}_{meta['namespace']}({self.uid})")
+            return remaining
+        if tracked.waiting is None or tracked.waiting[0] == "CrashLoopBackOff":
+            self._backoff.next(key, since)
+        return await self._start(container, tracked)
+
+    async def _start(self, container: Obj, tracked: _Container) -> float | None:
+        now = self._clock.now()
+        if tracked.retry_at is not None and now < tracked.retry_at:
+            return tracked.retry_at - now
+        attempt = tracked.next_attempt
+        try:
+            spec = await build_container_spec(self.client, self.pod, container, network=self._network,
+                                              attempt=attempt)
+            state = await self.runtime.start(spec)
+        except Exception as exc:  # whatever the runtime raises is the container's waiting reason
+            reason = getattr(exc, "reason", None) or "CreateContainerError"
+            log.info("pod %s: container %s cannot start: %s: %s", self._name, container["name"], reason, exc)
+            tracked.waiting = (str(reason), str(exc))
+            tracked.retry_at = now + self._config.retry_interval
+            return self._config.retry_interval
+        previous = tracked.current
+        if previous is not None and previous.state is State.TERMINATED:
+            tracked.last_terminated = terminated_dict(previous)
+        tracked.current = state
+        tracked.restart_count = attempt
+        tracked.next_attempt = attempt + 1
+        tracked.waiting = None
+        tracked.retry_at = None
+        if state.state is State.RUNNING:
+            self._watch(tracked, state)
+        else:
+            tracked.exited_at = self._clock.now()
+            self._wake.set()
+        return None
+
+    # -- stopping and deleting ------------------------------------------------------------
+
+    def _grace(self, *, deleting: bool) -> float:
+        meta = self.pod.get("metadata") or {}
+        spec = self.pod.get("spec") or {}
+        grace = meta.get("deletionGracePeriodSeconds") if deleting else None
+        if grace is None:
+            grace = spec.get("terminationGracePeriodSeconds", 30)
+        return float(max(grace, MIN_GRACE_SECONDS))
+
+    async def _stop_all(self, grace: float) -> None:
+        running = [t for t in self._containers.values() if t.current is not None and t.current.state is State.RUNNING]
+        results = await asyncio.gather(*(self.runtime.stop(t.current.id, grace) for t in running if t.current),
+                                       return_exceptions=True)
+        for tracked, result in zip(running, results, strict=True):
+            if isinstance(result, ContainerState):
+                tracked.current = result
+                tracked.exited_at = self._clock.now()
+            else:
+                log.warning("pod %s: stopping %s failed: %s", self._name, tracked.current, result)
+        for tracked in self._containers.values():
+            tracked.waiting = None
+
+    async def _delete(self) -> float | None:
+        await self._stop_all(self._grace(deleting=True))
+        if self._removed:
+            self.finished.set()
+            return None
+        meta = self.pod["metadata"]
+        with contextlib.suppress(NotFound, Conflict):
+            await self._write_status(deleting=True)
+        try:
+            await self.client.delete(PODS, meta["name"], namespace=meta["namespace"], grace_period_seconds=0,
+                                     preconditions={"uid": self.uid})
+        except (NotFound, Conflict):
+            pass  # already gone, or a new pod with the same name: ours is gone either way
+        self.finished.set()
+        return None
+
+    # -- status ---------------------------------------------------------------------------
+
+    def _status(self, *, deleting: bool) -> Obj:
+        spec = self.pod.get("spec") or {}
+        inits = list(spec.get("initContainers") or ())
+        default_waiting = "PodInitializing" if inits else "ContainerCreating"
+
+        def entry(container: Obj, default: str) -> Obj:
+            t = self._containers[container["name"]]
+            return container_status(container, current=t.current, waiting=t.waiting,
+                                    last_terminated=t.last_terminated, restart_count=t.restart_count,
+                                    default_waiting=default)
+
+        init_statuses = [entry(c, "PodInitializing") for c in inits]
+        statuses = [entry(c, default_waiting) for c in spec.get("containers") or ()]
+        reason = message = ""
+        if self._terminal is not None:
+            phase, reason, message = self._terminal
+        else:
+            phase = pod_phase(spec, init_statuses, statuses, terminal=deleting)
+        old = self.pod.get("status") or {}
+        # The informer may lag behind our last write: our own conditions' transition times come from that write.
+        ours = {c["type"]: c for c in (self._last_written or {}).get("conditions") or ()}
+        previous = [ours.get(c.get("type"), c) for c in old.get("conditions") or ()]
+        previous += [c for t, c in ours.items() if t not in {p.get("type") for p in previous}]
+        ip = self._network.pod_ip
+        status: Obj = {
+            "phase": phase,
+            "conditions": pod_conditions(spec, phase, init_statuses, statuses, old=previous,
+                                         now=rfc3339(time.time())),
+            "hostIP": self._network.host_ip,
+            "hostIPs": [{"ip": self._network.host_ip}],
+            "podIP": ip,
+            "podIPs": [{"ip": ip}],
+            "startTime": self._start_time,
+            "containerStatuses": statuses,
+            "reason": reason or None,
+            "message": message or None,
+        }
+        if inits:
+            status["initContainerStatuses"] = init_statuses
+        return status
+
+    async def _write_status(self, *, deleting: bool = False) -> Obj:
+        """Patch `pods/status` with the kubelet-owned fields when they differ from what the server has."""
+        status = self._status(deleting=deleting)
+        old = self.pod.get("status") or {}
+        current = {k: old.get(k) for k in status}
+        if status != current and status != self._last_written:
+            meta = self.pod["metadata"]
+            await self.client.patch(PODS, meta["name"], {"metadata": {"uid": self.uid}, "status": status},
+                                    namespace=meta["namespace"], subresource="status")
+            self._last_written = status
+        return status
+
+
+def _parse_time(text: str) -> float:
+    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC).timestamp()

@@ -70,3 +70,41 @@ def test_scheduler_command_binds_a_pod_to_the_agents_node(tmp_path):
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(20)
         assert scheduler.returncode == 0 and agent.returncode == 0
+
+
+def test_agent_runs_a_pod_as_a_process_and_deletes_it(tmp_path):
+    """scheduler + agent (process runtime): a pod runs as a real process, exits, and is deleted cleanly."""
+    with ServerThread(tmp_path / "data") as srv:
+        common = [sys.executable, "-m", "timoner.cli.main"]
+        agent = subprocess.Popen(common + ["agent", "--kubeconfig", str(srv.kubeconfig), "--node-name", "n1",
+                                           "--runtime", "process", "--root-dir", str(tmp_path / "agent")],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        scheduler = subprocess.Popen(common + ["scheduler", "--kubeconfig", str(srv.kubeconfig)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            kubectl(srv.kubeconfig, "run", "once", "--image=busybox", "--restart=Never", "--command", "--",
+                    "sh", "-c", "echo hello from $(hostname); exit 0")
+            kubectl(srv.kubeconfig, "run", "long", "--image=busybox", "--restart=Never", "--command", "--",
+                    "sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done")
+            deadline = time.time() + 60
+            phases = {}
+            while time.time() < deadline and phases != {"once": "Succeeded", "long": "Running"}:
+                pods = json.loads(kubectl(srv.kubeconfig, "get", "pods", "-o", "json").stdout)["items"]
+                phases = {p["metadata"]["name"]: p["status"].get("phase") for p in pods}
+                if phases != {"once": "Succeeded", "long": "Running"}:
+                    time.sleep(0.2)
+            assert phases == {"once": "Succeeded", "long": "Running"}
+            once = json.loads(kubectl(srv.kubeconfig, "get", "pod", "once", "-o", "json").stdout)
+            terminated = once["status"]["containerStatuses"][0]["state"]["terminated"]
+            assert terminated["exitCode"] == 0 and terminated["reason"] == "Completed"
+            assert once["status"]["containerStatuses"][0]["containerID"].startswith("process://")
+            # A graceful delete: the agent stops the process and completes the deletion.
+            kubectl(srv.kubeconfig, "delete", "pod", "long", "--wait=true", "--timeout=60s")
+            assert kubectl(srv.kubeconfig, "get", "pod", "long", check=False).returncode != 0
+            leftover = subprocess.run(["pgrep", "-f", "while true; do sleep 0.1"], capture_output=True, text=True)
+            assert leftover.stdout.strip() == ""
+        finally:
+            for proc in (scheduler, agent):
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(20)
+            subprocess.run(["pkill", "-f", str(tmp_path / "agent")], check=False)

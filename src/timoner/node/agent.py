@@ -37,6 +37,7 @@ from .pods import PodNetwork, PodWorkerConfig, PodWorkers
 from .registration import register_node
 from .runtime import Runtime
 from .runtimes.hollow import HollowRuntime
+from .runtimes.process import ProcessRuntime
 from .status import NodeStatusReporter
 
 __all__ = ["PODS", "Agent", "AgentConfig", "main"]
@@ -108,5 +109,13 @@ async def main(kubeconfig: Path, *, node_name: str | None = None, runtime: str =
     config = AgentConfig(node_name=node_name or default_node_name(), runtime=runtime)
     if root_dir is not None:
         config = replace(config, root_dir=root_dir)
+    runtime_impl: Runtime | None = None
+    if runtime == "process":
+        runtime_impl = ProcessRuntime(config.root_dir / "process")
     async with Client(load_kubeconfig(kubeconfig), user_agent=f"timoner-agent/{config.node_name}") as client:
-        await Agent(client, config).run()
+        try:
+            await Agent(client, config, runtime=runtime_impl).run()
+        finally:
+            if runtime_impl is not None:
+                # Containers keep running: the next agent on this root dir re-adopts them.
+                await runtime_impl.close()

@@ -1,0 +1,439 @@
+"""The process runtime: each container is a host process started from its `command` and `args`.
+
+There is no image and no root filesystem: the container runs on the host's
+filesystem, from `command + args` (Kubernetes semantics: `command`
+replaces the image's entrypoint, `args` its cmd). With no `command`, only a
+few images whose entrypoint is a program every host has can run (see
+`KNOWN_ENTRYPOINTS`, a shell for `busybox`/`alpine`/... images, which
+then runs `args`); any other image raises `ContainerConfigError`, which
+the pod worker reports as Waiting / `CreateContainerConfigError`.
+
+Each container is owned by a shim (`_process_shim.py`), a tiny Python
+script in a session of its own that outlives the agent. It relays output
+to `root_dir/pods/<pod uid>/<container>/<attempt>.log` in the CRI format
+and writes the exit code to `root_dir/containers/<id>.exit`. Next to it,
+`<id>.json` records the spec, the shim's and the container's PIDs and
+their start times (to tell them from reused PIDs). So an agent that
+restarts re-adopts its containers with `recover()` instead of killing
+them: a new `ProcessRuntime` on the same `root_dir` watches the shim through a
+pidfd (it cannot `wait()` for a process that is not its child) and reads
+the exit code from the file once the shim is gone.
+
+Isolation, when the agent runs as root (`use_namespaces=None` decides by
+the effective UID): the shim gives every container its own mount, PID,
+UTS and IPC namespaces; the container is PID 1, sees its own `/proc`, and
+its hostname is the pod's name. (Per pod, Kubernetes would share one
+set among the pod's containers; here each container has its own, which
+is indistinguishable for the usual one-container pod.) Without root
+there are no namespaces: the container shares the host's hostname and
+PID space, and the shim, a child subreaper, still tracks every process
+the container forks and kills them all when the main process ends.
+
+Stopping follows Kubernetes: `signal` goes to the container, then SIGKILL
+once `timeout` runs out. With namespaces the signal goes to PID 1 only,
+and a PID 1 that installs no handler for it ignores it, as in any
+container (`sleep 1000` runs until the SIGKILL); killing PID 1 kills the
+whole namespace. Without namespaces there is no init to pass the signal
+on, so it goes to the container's process group.
+
+Exec joins the container's namespaces with `nsenter` (util-linux), or,
+without namespaces, runs in the container's working directory and
+environment. Exec'd commands end with their container.
+
+Host commands used: `nsenter` and `setsid` (util-linux) for exec; the
+shim itself needs only Python and, for namespaces, Linux.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal as signals
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from ..runtime import ContainerID, ContainerSpec, ContainerState, State
+from . import _process_shim as shim
+from ._process_exec import ProcessExecSession, start_exec
+from ._process_logs import read_log
+
+__all__ = [
+    "DEFAULT_PATH",
+    "KNOWN_ENTRYPOINTS",
+    "ContainerConfigError",
+    "ContainerStartError",
+    "ProcessRuntime",
+    "resolve_argv",
+]
+
+# Docker's default, for a container whose env names no PATH.
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+# Images whose entrypoint (with no cmd given) is a program any Linux host has. Their default cmd
+# (`sh` alone, an interactive shell) would exit at once without a TTY, so `args` are what runs.
+KNOWN_ENTRYPOINTS: dict[str, tuple[str, ...]] = {
+    "busybox": ("sh",),
+    "alpine": ("sh",),
+    "debian": ("sh",),
+    "ubuntu": ("sh",),
+    "bash": ("bash",),
+    "python": ("python3",),
+}
+
+_SHIM = Path(shim.__file__)
+_START_TIMEOUT = 30.0  # seconds the shim has to report the container's PID
+
+
+class ContainerConfigError(ValueError):
+    """The container cannot be created as configured (Kubernetes' `CreateContainerConfigError`)."""
+
+    reason = "CreateContainerConfigError"  # what the pod worker shows as `waiting.reason`
+
+
+class ContainerStartError(RuntimeError):
+    """The container's process could not be started (Kubernetes' `StartError`)."""
+
+    reason = "StartError"
+
+
+def _image_name(image: str) -> str:
+    """`docker.io/library/busybox:1.36@sha256:...` -> `busybox`."""
+    name = image.split("@", 1)[0]
+    last = name.rsplit("/", 1)[-1]
+    return last.split(":", 1)[0]
+
+
+def resolve_argv(spec: ContainerSpec) -> tuple[str, ...]:
+    """The argv to run for `spec`; raises `ContainerConfigError` when there is none."""
+    if spec.command:
+        return tuple(spec.command) + tuple(spec.args)
+    entrypoint = KNOWN_ENTRYPOINTS.get(_image_name(spec.image))
+    if entrypoint is None:
+        raise ContainerConfigError(
+            f'the process runtime cannot run image "{spec.image}" without a command: it has no known '
+            f"entrypoint on this host (set command, or use the runc runtime)")
+    return entrypoint + tuple(spec.args)
+
+
+def _spec_to_json(spec: ContainerSpec) -> dict:
+    data = asdict(spec)
+    data["env"], data["annotations"] = dict(spec.env), dict(spec.annotations)
+    return data
+
+
+def _spec_from_json(data: dict) -> ContainerSpec:
+    return ContainerSpec(**{**data, "command": tuple(data["command"]), "args": tuple(data["args"])})
+
+
+@dataclass(frozen=True, slots=True)
+class _Record:
+    """What `<id>.json` keeps about one container, enough to find it again after a restart."""
+
+    id: str
+    spec: ContainerSpec
+    namespaces: bool
+    log_path: str
+    cwd: str
+    env: dict[str, str]
+    started_at: float
+    shim_pid: int
+    shim_start_time: int | None
+    pid: int | None = None
+    pid_start_time: int | None = None
+
+    def to_json(self) -> dict:
+        return {**{name: getattr(self, name) for name in self.__slots__}, "spec": _spec_to_json(self.spec)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> _Record:
+        return cls(**{**data, "spec": _spec_from_json(data["spec"])})
+
+
+@dataclass(slots=True)
+class _Container:
+    record: _Record
+    state: ContainerState
+    process: asyncio.subprocess.Process | None  # the shim, while it is our child
+    exited: asyncio.Event = field(default_factory=asyncio.Event)
+    watcher: asyncio.Task[None] | None = None
+    execs: set[ProcessExecSession] = field(default_factory=set)
+
+
+def _alive(pid: int | None, start_time: int | None) -> bool:
+    return pid is not None and start_time is not None and shim.process_start_time(pid) == start_time
+
+
+async def _until_exit(pid: int, start_time: int | None) -> None:
+    """Return when a process that is not our child exits: its pidfd becomes readable then (Linux 5.3+)."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    try:
+        # Checked after opening: the pidfd pins the process, so a PID reused later cannot fool us.
+        if shim.process_start_time(pid) != start_time or start_time is None:
+            return
+        loop = asyncio.get_running_loop()
+        exited = loop.create_future()
+        loop.add_reader(pidfd, lambda: exited.done() or exited.set_result(None))
+        try:
+            await exited
+        finally:
+            loop.remove_reader(pidfd)
+    finally:
+        os.close(pidfd)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+class ProcessRuntime:
+    """A `Runtime`, `LogsRuntime` and `ExecRuntime` running containers as host processes; see the module docstring."""
+
+    name = "process"
+    version = "0.1"
+
+    def __init__(self, root_dir: Path, *, use_namespaces: bool | None = None) -> None:
+        self.root_dir = Path(root_dir)
+        self.use_namespaces = os.geteuid() == 0 if use_namespaces is None else use_namespaces
+        self._containers: dict[ContainerID, _Container] = {}
+        self._state_dir = self.root_dir / "containers"
+
+    # -- paths -------------------------------------------------------------------------------------
+
+    def _record_path(self, ident: str) -> Path:
+        return self._state_dir / f"{ident}.json"
+
+    def _exit_path(self, ident: str) -> Path:
+        return self._state_dir / f"{ident}.exit"
+
+    def log_path(self, spec: ContainerSpec) -> Path:
+        """Where the output of `spec`'s attempt goes (and where `kubectl logs --previous` finds it)."""
+        return self.root_dir / "pods" / spec.pod_uid / spec.name / f"{spec.attempt}.log"
+
+    # -- Runtime -----------------------------------------------------------------------------------
+
+    async def start(self, spec: ContainerSpec) -> ContainerState:
+        argv = list(resolve_argv(spec))
+        env = dict(spec.env)
+        env.setdefault("PATH", DEFAULT_PATH)
+        container_dir = self.root_dir / "pods" / spec.pod_uid / spec.name
+        cwd = Path(spec.working_dir) if spec.working_dir else container_dir / "work"
+        if "/" not in argv[0]:
+            found = shutil.which(argv[0], path=env["PATH"])
+            if found is None:
+                raise ContainerStartError(f'exec: "{argv[0]}": executable file not found in $PATH')
+            argv[0] = found
+        # Like Docker, a working directory that does not exist yet is created.
+        await asyncio.to_thread(cwd.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(self._state_dir.mkdir, parents=True, exist_ok=True)
+        await asyncio.to_thread(container_dir.mkdir, parents=True, exist_ok=True)
+        ident = uuid.uuid4().hex
+        cid = ContainerID(self.name, ident)
+        log_path = self.log_path(spec)
+        config = {"argv": argv, "env": env, "cwd": str(cwd), "log_path": str(log_path),
+                  "exit_path": str(self._exit_path(ident)),
+                  "hostname": _hostname(spec.pod_name) if self.use_namespaces else None}
+        with (self._state_dir / f"{ident}.shim.log").open("ab") as shim_log:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-I", str(_SHIM), json.dumps(config), stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE, stderr=shim_log, start_new_session=True)
+        record = _Record(id=ident, spec=spec, namespaces=self.use_namespaces, log_path=str(log_path),
+                         cwd=str(cwd), env=env, started_at=time.time(), shim_pid=process.pid,
+                         shim_start_time=shim.process_start_time(process.pid))
+        # Written before the container runs, so an agent that dies right now can still find the shim.
+        _write_json(self._record_path(ident), record.to_json())
+        assert process.stdout is not None
+        try:
+            async with asyncio.timeout(_START_TIMEOUT):
+                line = await process.stdout.readline()
+        except TimeoutError:
+            line = b""
+        report = json.loads(line) if line.strip() else {"error": self._shim_failure(ident)}
+        if "error" in report:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+            self._forget_files(ident)
+            raise ContainerStartError(report["error"])
+        pid = report["pid"]
+        record = replace(record, pid=pid, pid_start_time=shim.process_start_time(pid))
+        _write_json(self._record_path(ident), record.to_json())
+        state = ContainerState(id=cid, spec=spec, state=State.RUNNING, started_at=record.started_at, pid=pid)
+        self._adopt(_Container(record, state, process))
+        return state
+
+    def _adopt(self, container: _Container) -> None:
+        self._containers[container.state.id] = container
+        container.watcher = asyncio.create_task(self._watch(container))
+
+    async def _watch(self, container: _Container) -> None:
+        record = container.record
+        if container.process is not None:
+            await container.process.wait()
+        else:
+            await _until_exit(record.shim_pid, record.shim_start_time)
+        container.state = await asyncio.to_thread(self._final_state, container)
+        container.exited.set()
+        for session in container.execs:
+            session.kill()
+
+    def _final_state(self, container: _Container) -> ContainerState:
+        """The terminated state from the exit file; if the shim died without one, kill what it leaves."""
+        record, running = container.record, container.state
+        try:
+            result = json.loads(self._exit_path(record.id).read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            self._kill(record, signals.SIGKILL)
+            return replace(running, state=State.TERMINATED, finished_at=time.time(), exit_code=137,
+                           reason="ContainerStatusUnknown",
+                           message="the container's shim exited without recording an exit code")
+        code = result["exit_code"]
+        return replace(running, state=State.TERMINATED, finished_at=result["finished_at"], exit_code=code,
+                       reason="Completed" if code == 0 else "Error")
+
+    def _kill(self, record: _Record, signal: int) -> None:
+        if not _alive(record.pid, record.pid_start_time):
+            return
+        assert record.pid is not None
+        with contextlib.suppress(ProcessLookupError):
+            if record.namespaces:
+                os.kill(record.pid, signal)  # PID 1 of its namespace: SIGKILL there ends every process in it
+            else:
+                os.killpg(record.pid, signal)  # the shim started it as the leader of its own group
+
+    def _get(self, container: ContainerID) -> _Container:
+        try:
+            return self._containers[container]
+        except KeyError:
+            raise KeyError(f"no process container {container}") from None
+
+    async def wait(self, container: ContainerID) -> ContainerState:
+        record = self._get(container)
+        await record.exited.wait()
+        return record.state
+
+    async def stop(self, container: ContainerID, timeout: float,
+                   signal: int = signals.SIGTERM) -> ContainerState:
+        record = self._get(container)
+        if record.exited.is_set():
+            return record.state
+        self._kill(record.record, signal)
+        try:
+            async with asyncio.timeout(max(timeout, 0.0)):
+                await record.exited.wait()
+        except TimeoutError:
+            self._kill(record.record, signals.SIGKILL)
+            await record.exited.wait()
+        return record.state
+
+    async def inspect(self, container: ContainerID) -> ContainerState:
+        return self._get(container).state
+
+    async def recover(self) -> list[ContainerState]:
+        """Re-adopt the containers recorded under `root_dir`: running ones are watched again, exited ones reported."""
+        paths = await asyncio.to_thread(lambda: sorted(self._state_dir.glob("*.json")))
+        for path in paths:
+            cid = ContainerID(self.name, path.stem)
+            if cid in self._containers:
+                continue
+            try:
+                record = _Record.from_json(json.loads(path.read_text()))
+            except (OSError, ValueError, TypeError):
+                continue  # not a record of ours (records are replaced atomically, never half-written)
+            running = ContainerState(id=cid, spec=record.spec, state=State.RUNNING,
+                                     started_at=record.started_at, pid=record.pid)
+            self._adopt(_Container(record, running, process=None))
+        # Let each new watcher look once, so containers that exited while no agent ran come back terminated.
+        await asyncio.sleep(0)
+        for container in list(self._containers.values()):  # a concurrent start may add to the dict
+            if not _alive(container.record.shim_pid, container.record.shim_start_time):
+                await container.exited.wait()
+        return [container.state for container in self._containers.values()]
+
+    async def remove(self, container: ContainerID) -> None:
+        """Forget an exited container: its records go, its log stays with the pod's directory."""
+        record = self._get(container)
+        if not record.exited.is_set():
+            raise RuntimeError(f"container {container} is still running; stop it first")
+        del self._containers[container]
+        await asyncio.to_thread(self._forget_files, record.record.id)
+
+    def _shim_failure(self, ident: str) -> str:
+        try:
+            lines = (self._state_dir / f"{ident}.shim.log").read_text(errors="replace").strip().splitlines()
+        except OSError:
+            lines = []
+        why = f": {lines[-1]}" if lines else ""
+        return f"the process runtime's shim did not report the container's PID{why}"
+
+    def _forget_files(self, ident: str) -> None:
+        for path in (self._record_path(ident), self._exit_path(ident), self._state_dir / f"{ident}.shim.log"):
+            path.unlink(missing_ok=True)
+
+    async def close(self) -> None:
+        """Stop watching (the agent is shutting down); containers keep running for the next agent to recover.
+
+        The runtime forgets them too; `recover()` on it (or on a new runtime) finds them again.
+        """
+        watchers = [c.watcher for c in self._containers.values() if c.watcher is not None]
+        self._containers.clear()
+        for watcher in watchers:
+            watcher.cancel()
+        await asyncio.gather(*watchers, return_exceptions=True)
+
+    # -- LogsRuntime -------------------------------------------------------------------------------
+
+    async def logs(self, container: ContainerID, *, follow: bool = False, tail_lines: int | None = None,
+                   since_seconds: float | None = None, timestamps: bool = False) -> AsyncIterator[bytes]:
+        record = self._get(container)
+        async for chunk in read_log(Path(record.record.log_path), exited=record.exited.is_set, follow=follow,
+                                    tail_lines=tail_lines, since_seconds=since_seconds, timestamps=timestamps):
+            yield chunk
+
+    # -- ExecRuntime -------------------------------------------------------------------------------
+
+    async def exec(self, container: ContainerID, command: tuple[str, ...], *, tty: bool = False,
+                   stdin: bool = False) -> ProcessExecSession:
+        record = self._get(container)
+        if record.exited.is_set():
+            raise RuntimeError(f"container {container} is not running")
+        argv = self._exec_argv(record.record, command, tty=tty)
+        session = await start_exec(argv, env=record.record.env, cwd=record.record.cwd, tty=tty, stdin=stdin)
+        record.execs = {s for s in record.execs if s.process.returncode is None}
+        record.execs.add(session)
+        return session
+
+    def _exec_argv(self, record: _Record, command: Sequence[str], *, tty: bool) -> list[str]:
+        argv = list(command)
+        if tty:
+            # With -w, setsid waits for the command (it forks, being a group leader) and passes its exit code on.
+            argv = [_host_tool("setsid"), "-w", "-c", *argv]
+        if record.namespaces:
+            # -p forks, so the command really lives in the container's PID namespace and dies with it.
+            return [_host_tool("nsenter"), "-t", str(record.pid), "-m", "-u", "-i", "-p", f"--wd={record.cwd}",
+                    "--", *argv]
+        # `env` gives a missing command the same exit code (127) that nsenter does.
+        return [_host_tool("env"), "--", *argv]
+
+
+def _hostname(pod_name: str) -> str:
+    """The pod's name as a hostname: at most 63 characters, as kubelet cuts it, without a trailing `-` or `.`."""
+    return pod_name[:63].rstrip("-.")
+
+
+def _host_tool(name: str) -> str:
+    path = shutil.which(name, path=DEFAULT_PATH)
+    if path is None:
+        raise RuntimeError(f"the process runtime needs {name!r} on the host")
+    return path

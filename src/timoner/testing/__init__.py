@@ -17,7 +17,7 @@ from pathlib import Path
 
 from timoner.apiserver.server import APIServer, ServerConfig
 
-__all__ = ["KUBECTL", "ServerThread", "http_client", "kubectl"]
+__all__ = ["KUBECTL", "ServerThread", "eventually", "http_client", "kubectl"]
 
 KUBECTL = os.environ.get("TIMONER_KUBECTL", "/usr/bin/kubectl")
 
@@ -112,3 +112,18 @@ def http_client(srv: ServerThread, *, timeout: float = 20, token: bool = True):
     context = ssl.create_default_context(cafile=str(pki.ca_cert))
     headers = {"Authorization": f"Bearer {pki.token()}"} if token else {}
     return httpx.Client(base_url=srv.url, verify=context, headers=headers, timeout=timeout)
+
+
+async def eventually(check, timeout: float = 10.0, what: str = "condition"):
+    """Call `check` (sync or async) until it returns something truthy; that value, or AssertionError."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = check()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.02)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 
 import pytest
@@ -30,21 +29,3 @@ async def ns(client):
     name = f"c-{uuid.uuid4().hex[:8]}"
     await client.create(NAMESPACES, {"metadata": {"name": name}})
     return name
-
-
-@pytest.fixture
-def eventually():
-    """Poll `check` (sync) until it is truthy or `timeout` passes; returns its last value."""
-
-    async def wait(check, timeout: float = 10.0, what: str = "condition"):
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            value = check()
-            if value:
-                return value
-            if loop.time() > deadline:
-                raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-            await asyncio.sleep(0.02)
-
-    return wait

@@ -77,23 +77,3 @@ def stop_agent():
             await task
 
     return stop
-
-
-@pytest.fixture
-def eventually():
-    """Await `check` (async or sync) until it is truthy or `timeout` passes; returns its last value."""
-
-    async def wait(check, timeout: float = 10.0, what: str = "condition"):
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            value = check()
-            if asyncio.iscoroutine(value):
-                value = await value
-            if value:
-                return value
-            if loop.time() > deadline:
-                raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-            await asyncio.sleep(0.02)
-
-    return wait

@@ -38,21 +38,3 @@ async def start_scheduler(client):
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-
-
-@pytest.fixture
-def eventually():
-    """Poll async `check` until it returns something truthy or `timeout` passes; returns that value."""
-
-    async def wait(check, timeout: float = 10.0, what: str = "condition"):
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
-            value = await check()
-            if value:
-                return value
-            if loop.time() > deadline:
-                raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-            await asyncio.sleep(0.02)
-
-    return wait

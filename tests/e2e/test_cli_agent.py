@@ -19,7 +19,7 @@ def test_agent_command_registers_a_ready_node(tmp_path):
     with ServerThread(tmp_path / "data") as srv:
         proc = subprocess.Popen(
             [sys.executable, "-m", "timoner.cli.main", "agent", "--kubeconfig", str(srv.kubeconfig),
-             "--node-name", "cli-node", "--runtime", "hollow", "--root-dir", str(tmp_path / "agent")],
+             "--node-name", "cli-node", "--runtime", "hollow", "--root-dir", str(tmp_path / "agent"), "--port", "0"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
             deadline = time.time() + 30
@@ -44,7 +44,7 @@ def test_scheduler_command_binds_a_pod_to_the_agents_node(tmp_path):
     with ServerThread(tmp_path / "data") as srv:
         common = [sys.executable, "-m", "timoner.cli.main"]
         agent = subprocess.Popen(common + ["agent", "--kubeconfig", str(srv.kubeconfig), "--node-name", "n1",
-                                           "--runtime", "hollow", "--root-dir", str(tmp_path / "agent")],
+                                           "--runtime", "hollow", "--root-dir", str(tmp_path / "agent"), "--port", "0"],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         scheduler = subprocess.Popen(common + ["scheduler", "--kubeconfig", str(srv.kubeconfig)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -77,7 +77,7 @@ def test_agent_runs_a_pod_as_a_process_and_deletes_it(tmp_path):
     with ServerThread(tmp_path / "data") as srv:
         common = [sys.executable, "-m", "timoner.cli.main"]
         agent = subprocess.Popen(common + ["agent", "--kubeconfig", str(srv.kubeconfig), "--node-name", "n1",
-                                           "--runtime", "process", "--root-dir", str(tmp_path / "agent")],
+                                           "--runtime", "process", "--root-dir", str(tmp_path / "agent"), "--port", "0"],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         scheduler = subprocess.Popen(common + ["scheduler", "--kubeconfig", str(srv.kubeconfig)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -98,13 +98,22 @@ def test_agent_runs_a_pod_as_a_process_and_deletes_it(tmp_path):
             terminated = once["status"]["containerStatuses"][0]["state"]["terminated"]
             assert terminated["exitCode"] == 0 and terminated["reason"] == "Completed"
             assert once["status"]["containerStatuses"][0]["containerID"].startswith("process://")
+            # kubectl logs and exec go through the API server to the agent's node server.
+            logs = kubectl(srv.kubeconfig, "logs", "once").stdout
+            assert logs.startswith("hello from ")
+            execd = kubectl(srv.kubeconfig, "exec", "long", "--", "sh", "-c", "hostname; echo err >&2; exit 4",
+                            check=False)
+            assert execd.returncode == 4, execd.stderr
+            assert execd.stdout == "long\n"
+            assert "err" in execd.stderr
             # A graceful delete: the agent stops the process and completes the deletion.
             kubectl(srv.kubeconfig, "delete", "pod", "long", "--wait=true", "--timeout=60s")
             assert kubectl(srv.kubeconfig, "get", "pod", "long", check=False).returncode != 0
             leftover = subprocess.run(["pgrep", "-f", "while true; do sleep 0.1"], capture_output=True, text=True)
-            assert leftover.stdout.strip() == ""
+            assert leftover.stdout.strip() == "", subprocess.run(["ps", "-o", "pid,ppid,stat,args", "-p", leftover.stdout.strip().replace("\n", ",")], capture_output=True, text=True).stdout
         finally:
+            # Containers outlive their agent by design: have the agent stop them before it goes.
+            kubectl(srv.kubeconfig, "delete", "pods", "--all", "--wait=true", "--timeout=30s", check=False)
             for proc in (scheduler, agent):
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(20)
-            subprocess.run(["pkill", "-f", str(tmp_path / "agent")], check=False)

@@ -43,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     agent.add_argument("--node-name", default=None, help="the Node's name (default: the host name)")
     agent.add_argument("--runtime", default="process", choices=("process", "runc", "hollow"))
     agent.add_argument("--root-dir", type=Path, default=None, help="the agent's state directory")
+    agent.add_argument("--port", type=int, default=10250, help="the node server's port (0 = any)")
     agent.add_argument("-v", "--verbose", action="count", default=0)
     return parser
 
@@ -71,7 +72,7 @@ async def _run(args: argparse.Namespace) -> int:
 
         print(f"timoner agent: starting (runtime {args.runtime})", flush=True)
         return await _until_signalled(agent_main(args.kubeconfig, node_name=args.node_name, runtime=args.runtime,
-                                                 root_dir=args.root_dir))
+                                                 root_dir=args.root_dir, port=args.port))
     config = ServerConfig(data_dir=args.data_dir.resolve(), host=args.host, port=args.port,
                           storage=args.storage, service_cidr=args.service_cidr)
     server = APIServer(config)

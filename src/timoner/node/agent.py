@@ -38,6 +38,7 @@ from .registration import register_node
 from .runtime import Runtime
 from .runtimes.hollow import HollowRuntime
 from .runtimes.process import ProcessRuntime
+from .server import NodeServer
 from .status import NodeStatusReporter
 
 __all__ = ["PODS", "Agent", "AgentConfig", "main"]
@@ -68,6 +69,7 @@ class Agent:
         self.pods = Informer(client, PODS, field_selector=f"spec.nodeName={config.node_name}")
         self.pods.add_handler(self._on_pod_add, self._on_pod_update, self._on_pod_delete)
         self.registered = asyncio.Event()
+        self.server: NodeServer | None = None
 
     async def run(self) -> None:
         """Register, then heartbeat, report status and watch pods until cancelled."""
@@ -75,6 +77,11 @@ class Agent:
         await asyncio.to_thread(config.root_dir.mkdir, parents=True, exist_ok=True)
         self.machine = await asyncio.to_thread(read_machine, config.root_dir)
         node_ip = config.node_ip or await asyncio.to_thread(primary_ipv4)
+        if self.runtime is not None:
+            # The server comes first: the Node advertises the port it really listens on.
+            self.server = NodeServer(self.runtime, self.pods.lister.get, host=node_ip, port=config.kubelet_port,
+                                     cert_dir=config.root_dir / "pki")
+            config = self.config = replace(config, kubelet_port=await self.server.start())
         self.node = await register_node(self.client, config, machine=self.machine, node_ip=node_ip)
         self.lease = NodeLease(self.client, config, node_uid=self.node["metadata"]["uid"])
         self.status = NodeStatusReporter(self.client, config, machine=self.machine, node_ip=node_ip)
@@ -84,6 +91,13 @@ class Agent:
                                           network=PodNetwork(node_ip, node_ip, allocatable), config=self.pod_config)
             self.pods.add_handler(self.pod_workers.on_add, self.pod_workers.on_update, self.pod_workers.on_delete)
         self.registered.set()
+        try:
+            await self._run_parts(config)
+        finally:
+            if self.server is not None:
+                await self.server.close()
+
+    async def _run_parts(self, config: AgentConfig) -> None:
         async with asyncio.TaskGroup() as group:
             group.create_task(self.lease.run(), name=f"node-lease-{config.node_name}")
             group.create_task(self.status.run(), name=f"node-status-{config.node_name}")
@@ -104,9 +118,9 @@ class Agent:
 
 
 async def main(kubeconfig: Path, *, node_name: str | None = None, runtime: str = "process",
-               root_dir: Path | None = None) -> None:
+               root_dir: Path | None = None, port: int = 10250) -> None:
     """`timoner agent`: run this machine's node agent against the cluster in `kubeconfig` until cancelled."""
-    config = AgentConfig(node_name=node_name or default_node_name(), runtime=runtime)
+    config = AgentConfig(node_name=node_name or default_node_name(), runtime=runtime, kubelet_port=port)
     if root_dir is not None:
         config = replace(config, root_dir=root_dir)
     runtime_impl: Runtime | None = None

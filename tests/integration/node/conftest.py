@@ -34,9 +34,11 @@ def node_name():
 
 @pytest.fixture
 def config(tmp_path, node_name):
-    """Fast intervals so the real loops run many times within a test; 127.0.0.1 as the node IP."""
+    """Fast intervals so the real loops run many times within a test; 127.0.0.1 as the node IP; the node
+    server (started when the agent has a runtime) on a port the OS picks, so parallel tests never clash."""
     return AgentConfig(node_name=node_name, root_dir=tmp_path / "agent", node_ip="127.0.0.1",
-                       lease_interval=0.1, status_update_interval=0.05, status_report_interval=3600.0)
+                       lease_interval=0.1, status_update_interval=0.05, status_report_interval=3600.0,
+                       kubelet_port=0)
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 
 async def test_registration_creates_a_ready_node(client, config, start_agent, node_name):
-    await start_agent(config)
+    await start_agent(config, kubelet_port=10250)  # no runtime here, so no server binds it
     node = await client.get(NODES, node_name)
 
     labels = node["metadata"]["labels"]

@@ -83,3 +83,34 @@ def test_up_prints_ready_and_kubeconfig(tmp_path):
         assert "namespace/default" in out and "namespace/kube-system" in out
     finally:
         _stop(proc)
+
+
+def test_up_runs_a_pod_and_stops_it_on_exit(tmp_path):
+    """`timoner up` is a whole cluster: a pod gets a node and runs as a process; stopping `up` stops it."""
+    data = tmp_path / "data"
+    proc, text = _start(data, command="up")
+    kubeconfig = data / "kubeconfig"
+    marker = f"up-marker-{tmp_path.name}"
+    try:
+        assert "API server, scheduler and node agent ready" in text
+        kubectl(kubeconfig, "run", "p", "--image=busybox", "--restart=Never", "--command", "--",
+                "sh", "-c", f"echo {marker}; trap 'exit 0' TERM; while true; do sleep 0.1; done")
+        deadline = time.time() + 60
+        phase = ""
+        while time.time() < deadline and phase != "Running":
+            phase = kubectl(kubeconfig, "get", "pod", "p", "-o", "jsonpath={.status.phase}").stdout
+            if phase != "Running":
+                time.sleep(0.2)
+        assert phase == "Running"
+        nodes = json.loads(kubectl(kubeconfig, "get", "nodes", "-o", "json").stdout)["items"]
+        assert len(nodes) == 1
+        assert any(c["type"] == "Ready" and c["status"] == "True" for c in nodes[0]["status"]["conditions"])
+        logs = ""
+        while time.time() < deadline and marker not in logs:
+            logs = kubectl(kubeconfig, "logs", "p", check=False).stdout
+        assert marker in logs
+        assert subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode == 0
+    finally:
+        _stop(proc)
+    assert proc.returncode == 0
+    assert subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode == 1  # no process left

@@ -172,11 +172,6 @@ class RelayProtocol(asyncio.Protocol):
         if self._closed:
             writer.close()
 
-    def eof_received(self) -> bool:
-        if self._peer is not None and self._peer.can_write_eof():
-            self._peer.write_eof()
-        return True  # keep our side open: the node may still be answering
-
     def connection_lost(self, exc: Exception | None) -> None:
         self._closed = True
         if self._peer is not None:

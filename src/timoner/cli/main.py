@@ -1,8 +1,8 @@
 """The `timoner` command: run the API server alone, or a whole cluster with `up`.
 
-`timoner server` runs only the API server. `timoner up` runs the whole
-single-node cluster; until the node agent drives pods (the next milestone)
-it runs the API server. Both print one line containing `ready` once the
+`timoner server` runs only the API server. `timoner up` runs a whole
+single-node cluster in one process: API server, scheduler and node agent
+(process runtime; its containers are stopped when `up` stops). Both print one line containing `ready` once the
 server answers, then the `export KUBECONFIG=...` line. `timoner agent` runs
 the node agent against any API server named by a kubeconfig.
 """
@@ -81,10 +81,28 @@ async def _run(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    print(f"timoner {args.command}: API server ready at {server.url} (storage: {args.storage})", flush=True)
+    parts: list[asyncio.Task] = []
+    if args.command == "up":
+        # The rest of a one-node cluster, in this process, talking to the server through its kubeconfig.
+        from timoner.node.agent import main as agent_main
+        from timoner.scheduler import main as scheduler_main
+
+        parts.append(asyncio.create_task(scheduler_main(server.kubeconfig), name="scheduler"))
+        parts.append(asyncio.create_task(agent_main(
+            server.kubeconfig, runtime="process", root_dir=config.data_dir / "agent", port=0,
+            stop_containers_on_exit=True), name="agent"))
+    what = "API server, scheduler and node agent" if parts else "API server"
+    print(f"timoner {args.command}: {what} ready at {server.url} (storage: {args.storage})", flush=True)
     print(f"export KUBECONFIG={server.kubeconfig}", flush=True)
     await stop.wait()
     print("timoner: shutting down", flush=True)
+    for part in parts:
+        part.cancel()
+    for part in parts:
+        try:
+            await part
+        except (asyncio.CancelledError, Exception):
+            pass
     await server.stop()
     return 0
 

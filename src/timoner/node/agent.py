@@ -35,7 +35,7 @@ from .lease import NodeLease
 from .machine import Machine, primary_ipv4, read_machine
 from .pods import PodNetwork, PodWorkerConfig, PodWorkers
 from .registration import register_node
-from .runtime import Runtime
+from .runtime import Runtime, State
 from .runtimes.hollow import HollowRuntime
 from .runtimes.process import ProcessRuntime
 from .server import NodeServer
@@ -118,8 +118,12 @@ class Agent:
 
 
 async def main(kubeconfig: Path, *, node_name: str | None = None, runtime: str = "process",
-               root_dir: Path | None = None, port: int = 10250) -> None:
-    """`timoner agent`: run this machine's node agent against the cluster in `kubeconfig` until cancelled."""
+               root_dir: Path | None = None, port: int = 10250, stop_containers_on_exit: bool = False) -> None:
+    """`timoner agent`: run this machine's node agent against the cluster in `kubeconfig` until cancelled.
+
+    Containers normally outlive the agent (a restarted agent re-adopts them, as kubelet does);
+    `stop_containers_on_exit` stops them instead, for `timoner up`, whose cluster ends with it.
+    """
     config = AgentConfig(node_name=node_name or default_node_name(), runtime=runtime, kubelet_port=port)
     if root_dir is not None:
         config = replace(config, root_dir=root_dir)
@@ -131,5 +135,16 @@ async def main(kubeconfig: Path, *, node_name: str | None = None, runtime: str =
             await Agent(client, config, runtime=runtime_impl).run()
         finally:
             if runtime_impl is not None:
-                # Containers keep running: the next agent on this root dir re-adopts them.
                 await runtime_impl.close()
+                if stop_containers_on_exit:
+                    await _stop_all(config.root_dir / "process")
+
+
+async def _stop_all(root: Path, *, grace: float = 10.0) -> None:
+    """Stop every container a process runtime on `root` left running, as a fresh agent would find them."""
+    runtime = ProcessRuntime(root)
+    try:
+        running = [c for c in await runtime.recover() if c.state is State.RUNNING]
+        await asyncio.gather(*(runtime.stop(c.id, grace) for c in running), return_exceptions=True)
+    finally:
+        await runtime.close()

@@ -70,6 +70,8 @@ CASES = [
     ("unknown path", "GET", "/nothing/here", {}, 404, "NotFound"),
     ("stale update", "PUT", CM + "/keep",
      {"json": {"metadata": {"name": "keep", "resourceVersion": "1"}, "data": {"a": "2"}}}, 409, "Conflict"),
+    ("malformed scale patch", "PATCH", DEP + "/any/scale", {
+        "content": b"{oops", "headers": {"content-type": "application/merge-patch+json"}}, 400, "BadRequest"),
     ("bad patch type", "PATCH", CM + "/keep", {"content": b"{}", "headers": {"content-type": "text/plain"}},
      415, "UnsupportedMediaType"),
     ("failing json-patch test", "PATCH", CM + "/keep", {

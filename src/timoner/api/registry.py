@@ -9,7 +9,7 @@ resources (a later issue) add `ResourceInfo`s of their own at run time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 __all__ = [
     "ALL_VERBS",
@@ -55,7 +55,6 @@ class ResourceInfo:
     # (events.k8s.io/v1 events share core/v1 events' storage, as upstream).
     storage_group: str | None = None
     storage_resource: str | None = None
-    extra: dict = field(default_factory=dict, compare=False, hash=False)
 
     @property
     def group_version(self) -> str:

@@ -120,11 +120,6 @@ class Request:
         accept = self.headers.get("accept", "")
         return "as=Table" in accept and "g=meta.k8s.io" in accept
 
-    @property
-    def wants_partial_metadata(self) -> bool:
-        accept = self.headers.get("accept", "")
-        return "as=PartialObjectMetadata" in accept
-
 
 def decode_body(raw: bytes, content_type: str) -> Any:
     """Parse a request body as JSON, or YAML for the YAML media types; 400 on malformed input."""

@@ -46,7 +46,7 @@ class APIApp:
                  server_address: str = "127.0.0.1:6443") -> None:
         self.store = store
         self.rest = ResourceHandler(store)
-        self.subresources = Subresources(store, self.rest, self.resource)
+        self.subresources = Subresources(store, self.resource)
         self.tokens = tokens
         self.server_address = server_address
         self.ready = True

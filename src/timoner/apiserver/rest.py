@@ -33,7 +33,7 @@ from .store import Store
 from .strategy import strategy_for
 from .watchcache import CachedObject
 
-__all__ = ["ResourceHandler", "dry_run", "list_options"]
+__all__ = ["ResourceHandler", "dry_run"]
 
 PATCH_TYPES = (
     "application/json-patch+json",
@@ -112,10 +112,6 @@ class ListOptions:
             return True
 
         return matches
-
-
-def list_options(req: Request, info: ResourceInfo) -> ListOptions:
-    return ListOptions(req, info)
 
 
 def _parse_rv(value: str) -> int:
@@ -401,19 +397,7 @@ class ResourceHandler:
 
     async def patch(self, req: Request, info: ResourceInfo, namespace: str | None, name: str,
                     subresource: str = "") -> Response:
-        content_type = req.content_type
-        if content_type not in PATCH_TYPES:
-            raise errors.UnsupportedMediaType(
-                f"the body of the request was in an unknown format - accepted media types include: "
-                f"{', '.join(PATCH_TYPES)}")
-        if content_type == "application/apply-patch+yaml":
-            raise errors.UnsupportedMediaType(
-                "server-side apply (application/apply-patch+yaml) is not supported yet")
-        raw = await req.body()
-        try:
-            patch = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise errors.BadRequest(f"error decoding patch: {exc}") from None
+        content_type, patch = await read_patch(req)
         if content_type == "application/strategic-merge-patch+json" and not info.definition:
             raise errors.UnsupportedMediaType(
                 f"the body of the request was in an unknown format - accepted media types include: "
@@ -421,16 +405,7 @@ class ResourceHandler:
         patch_sets_rv = _patch_sets_resource_version(content_type, patch)
 
         def apply(current: dict) -> dict:
-            if content_type == "application/json-patch+json":
-                result = apply_json_patch(current, patch)
-            elif content_type == "application/merge-patch+json":
-                result = apply_merge_patch(current, patch)
-            else:
-                if not isinstance(patch, dict):
-                    raise errors.BadRequest("strategic merge patch must be a JSON object")
-                result = apply_strategic_merge_patch(current, patch, definition=info.definition)
-            if not isinstance(result, dict):
-                raise errors.BadRequest("the patched object is not a JSON object")
+            result = apply_patch(content_type, current, patch, definition=info.definition)
             result = decode_object(req, info, result, namespace=namespace)
             if not patch_sets_rv:
                 result["metadata"].pop("resourceVersion", None)
@@ -497,6 +472,36 @@ class ResourceHandler:
             deleted.append(self.store.served(info, result.object))
         return json_response({"kind": info.list_kind, "apiVersion": info.group_version,
                               "metadata": {"resourceVersion": str(self.cache.revision)}, "items": deleted})
+
+
+async def read_patch(req: Request) -> tuple[str, Any]:
+    """The request's patch type and decoded patch document; 415 or 400 when it is neither."""
+    content_type = req.content_type
+    if content_type not in PATCH_TYPES:
+        raise errors.UnsupportedMediaType(
+            f"the body of the request was in an unknown format - accepted media types include: "
+            f"{', '.join(PATCH_TYPES)}")
+    if content_type == "application/apply-patch+yaml":
+        raise errors.UnsupportedMediaType("server-side apply (application/apply-patch+yaml) is not supported yet")
+    try:
+        return content_type, orjson.loads(await req.body())
+    except orjson.JSONDecodeError as exc:
+        raise errors.BadRequest(f"error decoding patch: {exc}") from None
+
+
+def apply_patch(content_type: str, current: dict, patch: Any, *, definition: str) -> dict:
+    """`current` with a JSON, merge or strategic merge patch applied; 400 unless the result is an object."""
+    if content_type == "application/json-patch+json":
+        result = apply_json_patch(current, patch)
+    elif content_type == "application/merge-patch+json":
+        result = apply_merge_patch(current, patch)
+    else:
+        if not isinstance(patch, dict):
+            raise errors.BadRequest("strategic merge patch must be a JSON object")
+        result = apply_strategic_merge_patch(current, patch, definition=definition)
+    if not isinstance(result, dict):
+        raise errors.BadRequest("the patched object is not a JSON object")
+    return result
 
 
 def _patch_sets_resource_version(content_type: str, patch: Any) -> bool:

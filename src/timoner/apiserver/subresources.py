@@ -12,15 +12,12 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
-import orjson
-
 from timoner.api import errors
-from timoner.api.patch import apply_json_patch, apply_merge_patch, apply_strategic_merge_patch
 from timoner.api.registry import ResourceInfo
 from timoner.api.selectors import label_selector_from_dict
 
 from ._http import Request, Response, User, json_response
-from .rest import PATCH_TYPES, ResourceHandler, dry_run
+from .rest import apply_patch, dry_run, read_patch
 from .store import Store, now_rfc3339
 
 __all__ = ["Subresources"]
@@ -38,10 +35,8 @@ def _success(code: int = 201, **details: Any) -> Response:
 class Subresources:
     """Handlers for scale, binding, eviction, finalize and the self-subject reviews."""
 
-    def __init__(self, store: Store, rest: ResourceHandler,
-                 resource: Callable[[str, str, str], ResourceInfo | None]) -> None:
+    def __init__(self, store: Store, resource: Callable[[str, str, str], ResourceInfo | None]) -> None:
         self.store = store
-        self.rest = rest
         self._resource = resource  # (group, version, plural) -> ResourceInfo | None
 
     # -- scale ---------------------------------------------------------------------------
@@ -77,19 +72,10 @@ class Subresources:
             def new_scale(current: dict) -> dict:
                 return body
         elif req.method == "PATCH":
-            content_type = req.content_type
-            if content_type not in PATCH_TYPES[:3]:
-                raise errors.UnsupportedMediaType(
-                    f"the body of the request was in an unknown format - accepted media types include: "
-                    f"{', '.join(PATCH_TYPES)}")
-            patch = orjson.loads(await req.body())
+            content_type, patch = await read_patch(req)
 
             def new_scale(current: dict) -> dict:
-                if content_type == "application/json-patch+json":
-                    return apply_json_patch(current, patch)
-                if content_type == "application/merge-patch+json":
-                    return apply_merge_patch(current, patch)
-                return apply_strategic_merge_patch(current, patch, definition=_SCALE_DEFINITION)
+                return apply_patch(content_type, current, patch, definition=_SCALE_DEFINITION)
         else:
             raise errors.MethodNotAllowed()
 

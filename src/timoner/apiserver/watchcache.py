@@ -36,7 +36,7 @@ log = logging.getLogger("timoner.apiserver.watchcache")
 
 
 def resource_prefix_of(key: str) -> str:
-    """`/registry/<group>/<resource>/` for any key under it."""
+    """`/registry/<group>/<resource>/` for any key or key prefix under it (the prefix itself included)."""
     parts = key.split("/", 4)
     return f"/{parts[1]}/{parts[2]}/{parts[3]}/"
 
@@ -264,7 +264,7 @@ class WatchCache:
 
     def list(self, prefix: str, *, after: str | None = None) -> list[CachedObject]:
         """Objects whose key starts with `prefix`, sorted by key, after `after` when given."""
-        resource = resource_prefix_of(prefix + "x") if prefix.count("/") < 4 else resource_prefix_of(prefix)
+        resource = resource_prefix_of(prefix)
         bucket = self._objects.get(resource)
         if not bucket:
             return []
@@ -282,9 +282,6 @@ class WatchCache:
                 break
             out.append(bucket[k])
         return out
-
-    def count(self, prefix: str) -> int:
-        return sum(1 for _ in self.list(prefix))
 
     def all_objects(self):
         for bucket in self._objects.values():
@@ -308,7 +305,7 @@ class WatchCache:
             if from_revision < self.revision:
                 for ev in self._events_after(from_revision):
                     watcher.deliver(ev)
-        self._watchers[resource_prefix_of(prefix if prefix.count("/") >= 4 else prefix + "x")].add(watcher)
+        self._watchers[resource_prefix_of(prefix)].add(watcher)
         return watcher
 
     def _events_after(self, revision: int):
@@ -333,9 +330,6 @@ class WatchCache:
         """Call `listener` synchronously for every event (internal controllers)."""
         self._listeners.append(listener)
 
-    @property
-    def oldest_revision(self) -> int:
-        return self._oldest
 
 
 def _decode(value: bytes, revision: int) -> dict:

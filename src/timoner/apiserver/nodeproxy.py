@@ -64,11 +64,10 @@ def default_container(pod: dict, requested: str | None, *, subresource: str) -> 
     annotated = (pod["metadata"].get("annotations") or {}).get("kubectl.kubernetes.io/default-container")
     if annotated in names:
         return annotated
-    if len(names) == 1 or subresource != "log":
-        if names:
-            return names[0]
     if not names:
         raise errors.BadRequest(f"pod {name} has no containers")
+    if len(names) == 1 or subresource != "log":
+        return names[0]
     raise errors.BadRequest(
         f"a container name must be specified for pod {name}, choose one of: [{' '.join(names)}]")
 

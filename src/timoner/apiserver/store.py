@@ -59,6 +59,11 @@ def now_rfc3339() -> str:
     return _last_stamp[1]
 
 
+def _core(info: ResourceInfo, plural: str) -> bool:
+    """Whether `info` is the core/v1 resource `plural` (the kinds the store treats specially)."""
+    return not info.group and info.plural == plural
+
+
 def object_key(info: ResourceInfo, namespace: str | None, name: str) -> str:
     if info.namespaced:
         return f"{info.storage_prefix}{namespace}/{name}"
@@ -201,7 +206,7 @@ class Store:
         strategy_for(info).prepare_for_create(obj)
         if meta.get("finalizers") == []:
             del meta["finalizers"]
-        allocated = self._allocate_service(info, obj, None) if info.plural == "services" and not info.group else None
+        allocated = self._allocate_service(info, obj, None) if _core(info, "services") else None
         try:
             causes = self._validate(info, obj, None)
             if causes:
@@ -297,7 +302,7 @@ class Store:
         if meta.get("finalizers") == []:
             del meta["finalizers"]
         allocated = None
-        if info.plural == "services" and not info.group and subresource == "":
+        if _core(info, "services") and subresource == "":
             allocated = self._allocate_service(info, new, current)
         try:
             # A binding is the one sanctioned write of an otherwise immutable pod spec field.
@@ -408,7 +413,7 @@ class Store:
             finalizers.append("foregroundDeletion")
         if policy in ("Background", "Foreground"):
             finalizers = [f for f in finalizers if f != "orphan" or policy != "Foreground"]
-        is_pod = info.plural == "pods" and not info.group
+        is_pod = _core(info, "pods")
         grace = options.get("gracePeriodSeconds")
         if is_pod:
             spec = current.get("spec") or {}
@@ -428,7 +433,7 @@ class Store:
                 deadline = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=grace)
                 nmeta["deletionTimestamp"] = deadline.strftime("%Y-%m-%dT%H:%M:%SZ")
             return new
-        if info.plural == "namespaces" and not info.group:
+        if _core(info, "namespaces"):
             spec_finalizers = (current.get("spec") or {}).get("finalizers") or []
             if spec_finalizers or finalizers:
                 nmeta.setdefault("deletionTimestamp", now_rfc3339())
@@ -515,7 +520,7 @@ class Store:
             self.node_ports.release(port)
 
     def _after_delete(self, info: ResourceInfo, obj: dict) -> None:
-        if info.plural == "services" and not info.group:
+        if _core(info, "services"):
             spec = obj.get("spec") or {}
             for ip in spec.get("clusterIPs") or []:
                 self.cluster_ips.release(ip)

@@ -48,6 +48,21 @@ def _go_float(value: float) -> str:
     return f"{mantissa.removesuffix('.0')}e{sign}{exp.lstrip('+-').rjust(2, '0')}"
 
 
+def json_kind(value: Any) -> str:
+    """The JSON kind Go's decoder names in "cannot unmarshal <kind> into ..." errors."""
+    if value is None:
+        return "null"
+    if isinstance(value, Mapping):
+        return "object"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "bool"
+    return "number"
+
+
 def go_type(value: Any) -> str:
     """`reflect.TypeOf(value)` as Go prints it, for values decoded by upstream's JSON decoder."""
     if value is None:

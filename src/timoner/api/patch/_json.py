@@ -27,23 +27,12 @@ from typing import Any
 
 from timoner.api.errors import BadRequest, TooLarge
 from timoner.api.patch._errors import PatchFailed
+from timoner.api.patch._gofmt import json_kind
 
 __all__ = ["MAX_JSON_PATCH_OPERATIONS", "apply_json_patch"]
 
 MAX_JSON_PATCH_OPERATIONS = 10000
 _ABSENT = object()
-
-
-def _go_json_type(value: Any) -> str:
-    if isinstance(value, Mapping):
-        return "object"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, bool):
-        return "bool"
-    return "number"
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,11 +233,11 @@ def apply_json_patch(doc: Any, ops: Any) -> Any:
     if ops is None:
         return copy.deepcopy(doc)
     if not isinstance(ops, list):
-        raise BadRequest(f"json: cannot unmarshal {_go_json_type(ops)} into Go value of type jsonpatch.Patch")
+        raise BadRequest(f"json: cannot unmarshal {json_kind(ops)} into Go value of type jsonpatch.Patch")
     for op in ops:
         if op is not None and not isinstance(op, Mapping):
             raise BadRequest(
-                f"json: cannot unmarshal {_go_json_type(op)} into Go value of type jsonpatch.Operation"
+                f"json: cannot unmarshal {json_kind(op)} into Go value of type jsonpatch.Operation"
             )
     if len(ops) > MAX_JSON_PATCH_OPERATIONS:
         raise TooLarge(

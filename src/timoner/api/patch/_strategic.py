@@ -38,7 +38,7 @@ from typing import Any
 
 from timoner.api.errors import BadRequest
 from timoner.api.patch._errors import PatchFailed, unclassified
-from timoner.api.patch._gofmt import go_type, go_value
+from timoner.api.patch._gofmt import go_type, go_value, json_kind
 from timoner.api.patch._order import (
     go_equal,
     hash_key,
@@ -424,7 +424,7 @@ def apply_strategic_merge_patch(
         patch = {}  # a `null` body decodes to an empty patch upstream
     if not isinstance(patch, Mapping):
         raise BadRequest(
-            f"json: cannot unmarshal {_json_kind(patch)} into Go value of type map[string]interface {{}}"
+            f"json: cannot unmarshal {json_kind(patch)} into Go value of type map[string]interface {{}}"
         )
     if not isinstance(original, Mapping):
         raise BadRequest(_BAD_JSON_DOC)
@@ -433,13 +433,3 @@ def apply_strategic_merge_patch(
     return result
 
 
-def _json_kind(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, bool):
-        return "bool"
-    return "number"

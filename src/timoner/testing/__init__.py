@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import ssl
 import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
 from timoner.apiserver.server import APIServer, ServerConfig
 
-__all__ = ["KUBECTL", "ServerThread", "eventually", "http_client", "kubectl"]
+__all__ = ["KUBECTL", "ServerThread", "TimonerUp", "eventually", "http_client", "kubectl", "wait_until"]
 
 KUBECTL = os.environ.get("TIMONER_KUBECTL", "/usr/bin/kubectl")
 
@@ -127,3 +130,84 @@ async def eventually(check, timeout: float = 10.0, what: str = "condition"):
         if loop.time() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(0.02)
+
+
+def wait_until(check, timeout: float = 60.0, what: str = "condition", interval: float = 0.2):
+    """Blocking `eventually`: call `check` until it returns something truthy; that value, or AssertionError."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {value!r})")
+        time.sleep(interval)
+
+
+class TimonerUp:
+    """`timoner up` (or `timoner server`) as a user runs it: a subprocess on `data_dir`, stopped with SIGTERM.
+
+    `start()` returns once the command printed its `export KUBECONFIG=` line; `output` holds what it
+    printed until then. Use as a context manager, or call `stop()` (which returns the exit code).
+    """
+
+    def __init__(self, data_dir: Path, *, command: str = "up", extra: tuple[str, ...] = ()) -> None:
+        self.data_dir = data_dir
+        self.command = command
+        self.extra = extra
+        self.proc: subprocess.Popen[str] | None = None
+        self.output = ""
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.data_dir / "kubeconfig"
+
+    def kubectl(self, *args: str, **kwargs) -> subprocess.CompletedProcess:
+        return kubectl(self.kubeconfig, *args, **kwargs)
+
+    def start(self, timeout: float = 60) -> TimonerUp:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "timoner.cli.main", self.command, "--data-dir", str(self.data_dir),
+             "--port", "0", *self.extra],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        assert self.proc.stdout is not None
+        deadline = time.monotonic() + timeout
+        lines: list[str] = []
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if line.startswith("export KUBECONFIG="):
+                break
+        self.output = "".join(lines)
+        if not lines or not lines[-1].startswith("export KUBECONFIG="):
+            self.stop()
+            raise AssertionError(f"timoner {self.command} did not get ready:\n{self.output}")
+        # Keep draining its output so that a chatty server never blocks on a full pipe.
+        threading.Thread(target=self._drain, daemon=True).start()
+        return self
+
+    def _drain(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        for _ in self.proc.stdout:
+            pass
+
+    def stop(self, timeout: float = 30) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise
+        return self.proc.returncode
+
+    def __enter__(self) -> TimonerUp:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

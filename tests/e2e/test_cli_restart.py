@@ -3,46 +3,26 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
-from timoner.testing import kubectl
+from timoner.testing import TimonerUp, kubectl
 
 pytestmark = pytest.mark.slow
 
 
 def _start(data_dir, command="server"):
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "timoner.cli.main", command, "--data-dir", str(data_dir), "--port", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    deadline = time.time() + 60
-    lines = []
-    while time.time() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        lines.append(line)
-        if line.startswith("export KUBECONFIG="):
-            break
-    text = "".join(lines)
-    assert "ready" in text, text
-    assert re.search(r"export KUBECONFIG=\S+/kubeconfig", text), text
-    return proc, text
+    cluster = TimonerUp(data_dir, command=command).start()
+    assert "ready" in cluster.output, cluster.output
+    assert re.search(r"export KUBECONFIG=\S+/kubeconfig", cluster.output), cluster.output
+    return cluster, cluster.output
 
 
-def _stop(proc):
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        raise
+def _stop(cluster):
+    cluster.stop()
 
 
 def test_restart_keeps_every_object(tmp_path):
@@ -112,5 +92,5 @@ def test_up_runs_a_pod_and_stops_it_on_exit(tmp_path):
         assert subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode == 0
     finally:
         _stop(proc)
-    assert proc.returncode == 0
+    assert proc.proc.returncode == 0
     assert subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode == 1  # no process left

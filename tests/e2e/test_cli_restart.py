@@ -72,7 +72,7 @@ def test_up_runs_a_pod_and_stops_it_on_exit(tmp_path):
     kubeconfig = data / "kubeconfig"
     marker = f"up-marker-{tmp_path.name}"
     try:
-        assert "API server, scheduler and node agent ready" in text
+        assert "API server, controller manager, scheduler and node agent ready" in text
         kubectl(kubeconfig, "run", "p", "--image=busybox", "--restart=Never", "--command", "--",
                 "sh", "-c", f"echo {marker}; trap 'exit 0' TERM; while true; do sleep 0.1; done")
         deadline = time.time() + 60

@@ -21,6 +21,7 @@ import orjson
 from timoner import __version__
 from timoner.api import errors
 from timoner.api.openapi import build_group_version_document, build_root, document_hash
+from timoner.api.podlogs import pod_log_options
 from timoner.api.registry import ResourceInfo
 from timoner.api.schema import KUBERNETES_VERSION
 
@@ -50,6 +51,8 @@ class APIApp:
         self.tokens = tokens
         self.server_address = server_address
         self.ready = True
+        # TLS towards node agents; the server gives it the kubelet client certificate to present.
+        self.node_client_context = nodeproxy.node_client_context()
         self.set_resources(resources)
 
     # -- resources and the documents derived from them ----------------------------------------
@@ -294,13 +297,17 @@ class APIApp:
         return nodeproxy.locate(pod, node.obj if node is not None else None)
 
     async def _proxy_log(self, req: Request, info: ResourceInfo, namespace: str | None, name: str) -> None:
-        """Stream a container's log from its node agent (kubelet's /containerLogs)."""
+        """Stream a container's log from its node agent (kubelet's /containerLogs).
+
+        The options are validated here first, as upstream's `LogREST.Get` does, and re-encoded for the node.
+        """
+        options = pod_log_options(name, req.query)
         pod = await self.store.get(info, namespace, name)
         target = await self._node_target(pod)
-        container = nodeproxy.default_container(pod, req.arg("container"), subresource="log")
-        query = req.scope.get("query_string", b"").decode("latin-1")
+        container = nodeproxy.default_container(pod, options.container, subresource="log")
+        query = options.node_query()
         url = f"https://{target.host}:{target.port}{nodeproxy.node_path('log', namespace, name, container)}"
-        async with httpx.AsyncClient(verify=False, timeout=httpx.Timeout(10, read=None)) as client:
+        async with httpx.AsyncClient(verify=self.node_client_context, timeout=httpx.Timeout(10, read=None)) as client:
             try:
                 async with client.stream("GET", f"{url}?{query}" if query else url) as upstream:
                     if upstream.status_code != 200:
@@ -343,7 +350,8 @@ class APIApp:
             lines += [f"{k.decode('latin-1')}: {v.decode('latin-1')}" for k, v in headers
                       if k not in (b"host", b"authorization")]
             head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-            await nodeproxy.tunnel(node, head, transport, relay.take_buffered, relay.attach)
+            await nodeproxy.tunnel(node, head, transport, relay.take_buffered, relay.attach,
+                                   context=self.node_client_context)
         except errors.APIError as exc:
             nodeproxy.write_error(transport, exc)
         except Exception as exc:

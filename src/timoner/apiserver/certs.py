@@ -2,7 +2,10 @@
 
 Like kubeadm, Timoner makes a cluster CA, a serving certificate for the API
 server (valid for loopback, the host name and the `kubernetes` Service IP)
-and an admin client certificate (CN `admin`, O `system:masters`). It also
+an admin client certificate (CN `admin`, O `system:masters`) and the
+certificate the API server presents to node agents (kubeadm's
+`apiserver-kubelet-client`: CN `kube-apiserver-kubelet-client`, O
+`system:masters`), which they verify against the same CA. It also
 makes an admin bearer token, for clients that cannot present certificates
 (load generators such as wrk). Existing files are reused, so a restarted
 server keeps its identity and old kubeconfigs keep working.
@@ -43,6 +46,8 @@ class ClusterPKI:
     admin_cert: Path
     admin_key: Path
     admin_token: Path
+    kubelet_client_cert: Path
+    kubelet_client_key: Path
 
     def token(self) -> str:
         return self.admin_token.read_text().strip()
@@ -92,6 +97,8 @@ def ensure_pki(data_dir: Path, *, extra_sans: tuple[str, ...] = ()) -> ClusterPK
         admin_cert=pki_dir / "admin.crt",
         admin_key=pki_dir / "admin.key",
         admin_token=pki_dir / "admin.token",
+        kubelet_client_cert=pki_dir / "apiserver-kubelet-client.crt",
+        kubelet_client_key=pki_dir / "apiserver-kubelet-client.key",
     )
     if not pki.ca_cert.exists() or not pki.ca_key.exists():
         ca_key = _key()
@@ -106,7 +113,7 @@ def ensure_pki(data_dir: Path, *, extra_sans: tuple[str, ...] = ()) -> ClusterPK
         )
         _write_key(pki.ca_key, ca_key)
         pki.ca_cert.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-        for stale in (pki.server_cert, pki.admin_cert):
+        for stale in (pki.server_cert, pki.admin_cert, pki.kubelet_client_cert):
             stale.unlink(missing_ok=True)
     ca_key = serialization.load_pem_private_key(pki.ca_key.read_bytes(), None)
     ca_cert = x509.load_pem_x509_certificate(pki.ca_cert.read_bytes())
@@ -134,15 +141,19 @@ def ensure_pki(data_dir: Path, *, extra_sans: tuple[str, ...] = ()) -> ClusterPK
         _write_key(pki.server_key, key)
         pki.server_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
-    if not pki.admin_cert.exists():
+    clients = ((pki.admin_cert, pki.admin_key, "admin"),
+               (pki.kubelet_client_cert, pki.kubelet_client_key, "kube-apiserver-kubelet-client"))
+    for cert_path, key_path, common_name in clients:
+        if cert_path.exists():
+            continue
         key = _key()
         cert = (
-            _builder(_name("admin", "system:masters"), ca_cert.subject, key.public_key())
+            _builder(_name(common_name, "system:masters"), ca_cert.subject, key.public_key())
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
             .sign(ca_key, hashes.SHA256())
         )
-        _write_key(pki.admin_key, key)
-        pki.admin_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        _write_key(key_path, key)
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
     if not pki.admin_token.exists():
         pki.admin_token.write_text(secrets.token_urlsafe(32) + "\n")

@@ -10,13 +10,19 @@ node agent's HTTPS server, on the kubelet's paths:
     /attach/<ns>/<pod>/<container>           (upgrade)
     /portForward/<ns>/<pod>                  (upgrade)
 
+A log request's options are validated first (`PodLogOptions`: 400 when
+they do not decode, 422 as upstream's `ValidatePodLogOptions`) and
+re-encoded for the node as upstream's `LogLocation` does.
+
 For upgrades the API server is a byte tunnel once the request is on its way:
 the node agent answers `101 Switching Protocols` itself and speaks the
 streaming protocol (SPDY/3.1 or WebSocket channels) with the client. The
 query string passes through unchanged. Like kube-apiserver without
 `--kubelet-certificate-authority`, the node's serving certificate is not
-verified yet; the node agent authenticates the API server by the client
-certificate it presents.
+verified yet; for logs and upgrades alike, the API server presents its
+kubelet client certificate (`certs.ClusterPKI.kubelet_client_cert`, in the
+context `node_client_context` makes), which the node agent verifies against
+the cluster CA.
 """
 
 from __future__ import annotations
@@ -27,13 +33,14 @@ import re
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import orjson
 
 from timoner.api import errors
 
 __all__ = ["NodeTarget", "RelayProtocol", "STREAM_TARGET", "UPGRADE_SUBRESOURCES", "default_container",
-           "locate", "node_path", "tunnel", "write_error"]
+           "locate", "node_client_context", "node_path", "tunnel", "write_error"]
 
 log = logging.getLogger("timoner.apiserver.nodeproxy")
 
@@ -94,15 +101,19 @@ def node_path(subresource: str, namespace: str, pod: str, container: str | None)
     return f"{base}/{container}" if container else base
 
 
-def _client_context() -> ssl.SSLContext:
+def node_client_context(cert: Path | None = None, key: Path | None = None) -> ssl.SSLContext:
+    """TLS towards node agents: their (self-signed) certificates are not verified; ours is `cert`."""
     context = ssl.create_default_context()
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
+    if cert is not None:
+        context.load_cert_chain(str(cert), str(key) if key is not None else None)
     return context
 
 
 async def tunnel(target: NodeTarget, head: bytes, client_transport: asyncio.Transport,
-                 take_buffered: Callable[[], bytes], attach_peer: Callable[[asyncio.StreamWriter], None]) -> None:
+                 take_buffered: Callable[[], bytes], attach_peer: Callable[[asyncio.StreamWriter], None],
+                 *, context: ssl.SSLContext) -> None:
     """Relay an upgrade request to the node agent, then pipe bytes both ways until either side closes.
 
     `head` is the rewritten request head; bytes the client sent after it (buffered by the caller until
@@ -110,7 +121,7 @@ async def tunnel(target: NodeTarget, head: bytes, client_transport: asyncio.Tran
     """
     try:
         reader, writer = await asyncio.wait_for(
-            asyncio.open_connection(target.host, target.port, ssl=_client_context()), 10)
+            asyncio.open_connection(target.host, target.port, ssl=context), 10)
     except (OSError, TimeoutError) as exc:
         log.warning("node %s unreachable at %s:%d: %s", target.node, target.host, target.port, exc)
         write_error(client_transport, errors.ServiceUnavailable(

@@ -163,6 +163,8 @@ class APIServer:
         self.store.rebuild_allocations()
         tokens = {self.pki.token(): ADMIN}
         self.app = APIApp(self.store, self.resources, tokens=tokens)
+        self.app.node_client_context = nodeproxy.node_client_context(self.pki.kubelet_client_cert,
+                                                                     self.pki.kubelet_client_key)
         self.lifecycle = Lifecycle(self.store, self.app.resources_by_prefix)
         await self._bootstrap()
         self.lifecycle.start()

@@ -1,10 +1,12 @@
 """The `timoner` command: run the API server alone, or a whole cluster with `up`.
 
 `timoner server` runs only the API server. `timoner up` runs a whole
-single-node cluster in one process: API server, scheduler and node agent
-(process runtime; its containers are stopped when `up` stops). Both print one line containing `ready` once the
-server answers, then the `export KUBECONFIG=...` line. `timoner agent` runs
-the node agent against any API server named by a kubeconfig.
+single-node cluster in one process: API server, controller manager,
+scheduler and node agent (process runtime; its containers are stopped when
+`up` stops). Both print one line containing `ready` once the server
+answers, then the `export KUBECONFIG=...` line. `timoner controllers`,
+`timoner scheduler` and `timoner agent` run one part against any API server
+named by a kubeconfig.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import sys
 from pathlib import Path
 
 from timoner import __version__
-from timoner.apiserver.server import APIServer, ServerConfig
 
 __all__ = ["main"]
 
@@ -34,6 +35,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--storage", default="sqlite", help="sqlite (default), memory, or a backend URL")
         p.add_argument("--service-cidr", default="100.65.0.0/16", help="Service cluster IP range")
         p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
+    ctrl = sub.add_parser("controllers", help="run the controller manager (Deployments, ReplicaSets, ...)")
+    ctrl.add_argument("--kubeconfig", required=True, type=Path, help="how to reach the API server")
+    ctrl.add_argument("-v", "--verbose", action="count", default=0)
     sched = sub.add_parser("scheduler", help="run the scheduler (binds pending pods to nodes)")
     sched.add_argument("--kubeconfig", required=True, type=Path, help="how to reach the API server")
     sched.add_argument("--scheduler-name", default="default-scheduler")
@@ -67,12 +71,21 @@ async def _run(args: argparse.Namespace) -> int:
 
         print(f"timoner scheduler: starting as {args.scheduler_name}", flush=True)
         return await _until_signalled(scheduler_main(args.kubeconfig, scheduler_name=args.scheduler_name))
+    if args.command == "controllers":
+        from timoner.controllers import main as controllers_main
+
+        print("timoner controllers: starting (waiting for the leader lease)", flush=True)
+        return await _until_signalled(controllers_main(args.kubeconfig))
     if args.command == "agent":
         from timoner.node.agent import main as agent_main
 
         print(f"timoner agent: starting (runtime {args.runtime})", flush=True)
         return await _until_signalled(agent_main(args.kubeconfig, node_name=args.node_name, runtime=args.runtime,
                                                  root_dir=args.root_dir, port=args.port))
+    # Imported here, not at the top: `timoner agent`, `scheduler` and `controllers` never load the API
+    # server (uvicorn, protobuf, SQLite), which would cost each of them ~9 MB of memory for nothing.
+    from timoner.apiserver.server import APIServer, ServerConfig
+
     config = ServerConfig(data_dir=args.data_dir.resolve(), host=args.host, port=args.port,
                           storage=args.storage, service_cidr=args.service_cidr)
     server = APIServer(config)
@@ -84,14 +97,16 @@ async def _run(args: argparse.Namespace) -> int:
     parts: list[asyncio.Task] = []
     if args.command == "up":
         # The rest of a one-node cluster, in this process, talking to the server through its kubeconfig.
+        from timoner.controllers import main as controllers_main
         from timoner.node.agent import main as agent_main
         from timoner.scheduler import main as scheduler_main
 
+        parts.append(asyncio.create_task(controllers_main(server.kubeconfig), name="controllers"))
         parts.append(asyncio.create_task(scheduler_main(server.kubeconfig), name="scheduler"))
         parts.append(asyncio.create_task(agent_main(
             server.kubeconfig, runtime="process", root_dir=config.data_dir / "agent", port=0,
             stop_containers_on_exit=True), name="agent"))
-    what = "API server, scheduler and node agent" if parts else "API server"
+    what = "API server, controller manager, scheduler and node agent" if parts else "API server"
     print(f"timoner {args.command}: {what} ready at {server.url} (storage: {args.storage})", flush=True)
     print(f"export KUBECONFIG={server.kubeconfig}", flush=True)
     await stop.wait()

@@ -8,6 +8,7 @@
 - `Informer` and its `Lister`: a local list+watch cache with change handlers.
 - `WorkQueue`: client-go's rate-limited, deduplicating queue of keys.
 - `LeaderElector`: leader election on a coordination.k8s.io/v1 Lease.
+- `EventRecorder`: core/v1 Events about objects, repeats counted as client-go does.
 
 Only `timoner.api` is imported from the rest of Timoner (import-linter
 enforces it), so components depend on the wire, not on the server.
@@ -15,6 +16,7 @@ enforces it), so components depend on the wire, not on the server.
 
 from ._config import ClientConfig, KubeconfigError, load_kubeconfig
 from ._errors import error_from_status
+from ._events import EVENTS, EventRecorder
 from ._informer import EventHandler, Informer, Lister, object_key
 from ._leaderelection import LEASES, LeaderElector, micro_time
 from ._resource import Resource, resource_for
@@ -32,12 +34,14 @@ from ._workqueue import (
 )
 
 __all__ = [
+    "EVENTS",
     "LEASES",
     "BucketRateLimiter",
     "Client",
     "ClientConfig",
     "Clock",
     "EventHandler",
+    "EventRecorder",
     "ExponentialRateLimiter",
     "Informer",
     "KubeconfigError",

@@ -12,7 +12,9 @@
      pods bound here;
    - `PodWorkers.run` (`timoner.node.pods`): one worker per pod, driving it
      to its spec through the `Runtime`, when the agent has one (given, or
-     `hollow` built from the config).
+     `hollow` built from the config), with the pods' volumes made under
+     `root_dir/pods/<uid>/volumes` by a `VolumeManager` (tmpfs only for a
+     runtime that runs real processes, as root).
 
 If any of them fails for good the others are cancelled and `run` raises.
 Cancelling `run` stops everything and writes nothing on the way out: a
@@ -24,16 +26,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from timoner.client import Client, Informer, load_kubeconfig, object_key, resource_for
+from timoner.client import Client, EventRecorder, Informer, load_kubeconfig, object_key, resource_for
 
 from .config import AgentConfig, default_node_name
 from .lease import NodeLease
 from .machine import Machine, primary_ipv4, read_machine
-from .pods import PodNetwork, PodWorkerConfig, PodWorkers
+from .pods import (
+    PodNetwork,
+    PodWorkerConfig,
+    PodWorkers,
+    VolumeManager,
+    pods_with_volumes,
+    remove_pod_volumes,
+)
 from .registration import register_node
 from .runtime import Runtime, State
 from .runtimes.hollow import HollowRuntime
@@ -80,15 +90,21 @@ class Agent:
         if self.runtime is not None:
             # The server comes first: the Node advertises the port it really listens on.
             self.server = NodeServer(self.runtime, self.pods.lister.get, host=node_ip, port=config.kubelet_port,
-                                     cert_dir=config.root_dir / "pki")
+                                     cert_dir=config.root_dir / "pki",
+                                     client_ca=await asyncio.to_thread(_cluster_ca, self.client))
             config = self.config = replace(config, kubelet_port=await self.server.start())
         self.node = await register_node(self.client, config, machine=self.machine, node_ip=node_ip)
         self.lease = NodeLease(self.client, config, node_uid=self.node["metadata"]["uid"])
         self.status = NodeStatusReporter(self.client, config, machine=self.machine, node_ip=node_ip)
         if self.runtime is not None:
             allocatable = (self.node.get("status") or {}).get("allocatable") or {}
+            network = PodNetwork(node_ip, node_ip, allocatable)
+            # A simulated runtime gets its volumes' files, but never a tmpfs on the host.
+            volumes = VolumeManager(self.client, config.root_dir, network=network,
+                                    recorder=EventRecorder(self.client, component="kubelet", host=config.node_name),
+                                    mount_tmpfs=os.geteuid() == 0 and self.runtime.name != "hollow")
             self.pod_workers = PodWorkers(self.client, self.runtime, informer=self.pods, clock=config.clock,
-                                          network=PodNetwork(node_ip, node_ip, allocatable), config=self.pod_config)
+                                          network=network, config=self.pod_config, volumes=volumes)
             self.pods.add_handler(self.pod_workers.on_add, self.pod_workers.on_update, self.pod_workers.on_delete)
         self.registered.set()
         try:
@@ -117,6 +133,19 @@ class Agent:
         log.info("node %s: pod %s gone", self.config.node_name, object_key(pod))
 
 
+def _cluster_ca(client: Client) -> bytes | None:
+    """The CA the agent trusts for the API server (its kubeconfig's), which is also what signs the API
+    server's client certificate: the node server lets in what it signed. None (no CA named: the
+    system's roots, or `insecure-skip-tls-verify`) leaves the node server open."""
+    config = client.config
+    if config.ca_data is not None:
+        return config.ca_data
+    if config.ca_file is not None:
+        return Path(config.ca_file).read_bytes()
+    log.warning("the kubeconfig names no cluster CA: the node server will not authenticate its clients")
+    return None
+
+
 async def main(kubeconfig: Path, *, node_name: str | None = None, runtime: str = "process",
                root_dir: Path | None = None, port: int = 10250, stop_containers_on_exit: bool = False) -> None:
     """`timoner agent`: run this machine's node agent against the cluster in `kubeconfig` until cancelled.
@@ -138,6 +167,13 @@ async def main(kubeconfig: Path, *, node_name: str | None = None, runtime: str =
                 await runtime_impl.close()
                 if stop_containers_on_exit:
                     await _stop_all(config.root_dir / "process")
+                    await asyncio.to_thread(_remove_all_volumes, config.root_dir)
+
+
+def _remove_all_volumes(root_dir: Path) -> None:
+    """Unmount and remove every pod's volumes once its containers are stopped: no tmpfs outlives `timoner up`."""
+    for uid in pods_with_volumes(root_dir):
+        remove_pod_volumes(root_dir / "pods" / uid)
 
 
 async def _stop_all(root: Path, *, grace: float = 10.0) -> None:

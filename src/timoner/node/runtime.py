@@ -27,12 +27,15 @@ from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 __all__ = [
+    "AttachRuntime",
+    "AttachSession",
     "ContainerID",
     "ContainerSpec",
     "ContainerState",
     "ExecRuntime",
     "ExecSession",
     "LogsRuntime",
+    "Mount",
     "PortForwardRuntime",
     "Runtime",
     "State",
@@ -58,12 +61,34 @@ class ContainerID:
 
 
 @dataclass(frozen=True, slots=True)
+class Mount:
+    """One volume mount of a container, resolved by the pod worker: `host_path` appears at `container_path`.
+
+    `host_path` is what to bind: the volume's directory on the host, or,
+    for a volumeMount with a `subPath`, the file or directory that subPath
+    names, symlinks already resolved (`sub_path` keeps the subPath as
+    written, for messages). `read_only` covers both the volumeMount's
+    `readOnly` and the volume kinds that are always read-only (configMap,
+    secret, downwardAPI, projected).
+    """
+
+    host_path: str
+    container_path: str
+    read_only: bool = False
+    sub_path: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class ContainerSpec:
     """What to run: one container of one pod, already resolved by the pod worker.
 
     `pod_uid` + `name` + `attempt` identify the run, so `recover` can tie a
     container found after a restart back to its pod. `annotations` are the
-    pod's; runtimes may read their own (`timoner.dev/hollow-*`).
+    pod's; runtimes may read their own (`timoner.dev/hollow-*`). `stdin`,
+    `stdin_once` and `tty` are the container's fields of those names: a
+    stdin that `kubectl attach` can write to, closed after the first
+    attach's stdin ends, and a terminal for the main process. `mounts` are
+    the container's volume mounts.
     """
 
     pod_uid: str
@@ -77,6 +102,10 @@ class ContainerSpec:
     working_dir: str = ""
     attempt: int = 0
     annotations: Mapping[str, str] = field(default_factory=dict)
+    stdin: bool = False
+    stdin_once: bool = False
+    tty: bool = False
+    mounts: tuple[Mount, ...] = ()
 
 
 class State(enum.Enum):
@@ -138,8 +167,15 @@ class LogsRuntime(Protocol):
     """Optional: serves `kubectl logs`."""
 
     def logs(self, container: ContainerID, *, follow: bool = False, tail_lines: int | None = None,
-             since_seconds: float | None = None, timestamps: bool = False) -> AsyncIterator[bytes]:
-        """The container's output as chunks of bytes; with `follow`, until the container exits."""
+             since: float | None = None, limit_bytes: int | None = None,
+             timestamps: bool = False) -> AsyncIterator[bytes]:
+        """The container's output as chunks of bytes; with `follow`, until the container exits.
+
+        Any container the runtime still knows, exited ones included (`kubectl logs --previous`).
+        `tail_lines` counts log entries from the end; `since` (UNIX time) drops entries written
+        before it; `limit_bytes` ends the stream after that many bytes of output, even mid-line
+        and even when following; `timestamps` prefixes each entry with its RFC 3339 time.
+        """
         ...
 
 
@@ -164,15 +200,50 @@ class ExecSession(Protocol):
 
 @runtime_checkable
 class ExecRuntime(Protocol):
-    """Optional: serves `kubectl exec` and `attach`."""
+    """Optional: serves `kubectl exec`."""
 
     async def exec(self, container: ContainerID, command: tuple[str, ...], *, tty: bool = False,
                    stdin: bool = False) -> ExecSession: ...
 
 
 @runtime_checkable
+class AttachSession(Protocol):
+    """One `kubectl attach` to a container's main process: its live output, and its stdin if it has one."""
+
+    async def write_stdin(self, data: bytes) -> None: ...
+
+    async def close_stdin(self) -> None:
+        """The client's stdin ended. As containerd: a `stdinOnce` container without a TTY has its stdin
+        closed and the attach goes on until the container exits; otherwise the attach ends (detaches)."""
+        ...
+
+    def output(self) -> AsyncIterator[tuple[int, bytes]]:
+        """(stream, data) written by the container from now on, until it exits or the session detaches."""
+        ...
+
+    async def resize(self, width: int, height: int) -> None: ...
+
+    async def close(self) -> None:
+        """Detach; the container runs on."""
+        ...
+
+
+@runtime_checkable
+class AttachRuntime(Protocol):
+    """Optional: serves `kubectl attach` (and `kubectl run -i`)."""
+
+    async def attach(self, container: ContainerID, *, stdin: bool = False) -> AttachSession:
+        """Attach to a running container; raises if it is not running. With `stdin` the client's
+        input goes to the container's (ignored when the container has none)."""
+        ...
+
+
+@runtime_checkable
 class PortForwardRuntime(Protocol):
-    """Optional: serves `kubectl port-forward` by connecting to a port in the pod's network."""
+    """Optional: serves `kubectl port-forward` by connecting to a port in the pod's network.
+
+    The pod is named by its uid; the caller checked that it is bound to this node.
+    """
 
     async def connect(self, pod_uid: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         """A byte stream to `port` inside the pod's network."""

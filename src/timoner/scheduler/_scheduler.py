@@ -32,7 +32,6 @@ import contextlib
 import logging
 import socket
 import time
-import uuid
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -40,12 +39,12 @@ from typing import Any
 from timoner.api.errors import APIError, Conflict, NotFound
 from timoner.client import (
     Client,
+    EventRecorder,
     ExponentialRateLimiter,
     Informer,
     ShutDown,
     WorkQueue,
     load_kubeconfig,
-    micro_time,
     object_key,
     resource_for,
 )
@@ -63,7 +62,6 @@ Obj = dict[str, Any]
 DEFAULT_SCHEDULER_NAME = "default-scheduler"
 PODS = resource_for("v1", "Pod")
 NODES = resource_for("v1", "Node")
-EVENTS = resource_for("v1", "Event")
 
 
 def _rfc3339() -> str:
@@ -98,7 +96,8 @@ class Scheduler:
         self._attempts: dict[str, int] = {}
         self._unschedulable: dict[str, float] = {}  # key -> monotonic time its backoff ends
         self._bindings: set[asyncio.Task[None]] = set()
-        self._instance = f"{scheduler_name}-{socket.gethostname()}"
+        self._events = EventRecorder(client, component=scheduler_name, action="Scheduling",
+                                     instance=f"{scheduler_name}-{socket.gethostname()}")
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -266,25 +265,7 @@ class Scheduler:
 
     async def _event(self, pod: Obj, event_type: str, reason: str, message: str) -> None:
         """Post a core/v1 Event about `pod`; losing one is logged, never fatal."""
-        meta = pod["metadata"]
-        now = _rfc3339()
-        event = {
-            "apiVersion": "v1", "kind": "Event",
-            "metadata": {"name": f"{meta['name']}.{uuid.uuid4().hex[:16]}", "namespace": meta["namespace"]},
-            "involvedObject": {"apiVersion": "v1", "kind": "Pod", "namespace": meta["namespace"],
-                               "name": meta["name"], "uid": meta.get("uid"),
-                               "resourceVersion": meta.get("resourceVersion")},
-            "type": event_type, "reason": reason, "message": message[:1024],
-            "source": {"component": self.scheduler_name},
-            "reportingComponent": self.scheduler_name, "reportingInstance": self._instance,
-            "action": "Scheduling", "eventTime": micro_time(),
-            "firstTimestamp": now, "lastTimestamp": now, "count": 1,
-        }
-        try:
-            await self.client.create(EVENTS, event, namespace=meta["namespace"])
-        except APIError as exc:
-            log.warning("%s: could not record %s event for %s/%s: %s", self.scheduler_name, reason,
-                        meta["namespace"], meta["name"], exc)
+        await self._events.event(pod, event_type, reason, message, kind="Pod", api_version="v1")
 
 
 async def main(kubeconfig: Path, *, scheduler_name: str = DEFAULT_SCHEDULER_NAME) -> None:

@@ -80,9 +80,37 @@ async def test_read_log_options(tmp_path):
     assert await collect(log, tail_lines=2) == b"line\nlast\n"  # entries, as kubelet counts them
     assert await collect(log, tail_lines=0) == b""
     assert await collect(log, tail_lines=100) == b"old\nnew line\nlast\n"
-    assert await collect(log, since_seconds=10) == b"new line\nlast\n"
+    assert await collect(log, since=now - 10) == b"new line\nlast\n"
+    assert await collect(log, since=now - 10, tail_lines=1) == b"last\n"
+    assert await collect(log, since=now + 10) == b""
     stamped = (await collect(log, timestamps=True, tail_lines=1)).decode()
     assert stamped == f"{timestamp(int(now * 1e9))} last\n"
+
+
+@pytest.mark.parametrize(("options", "expected"), [
+    ({"limit_bytes": 1}, b"o"),
+    ({"limit_bytes": 6}, b"old\nne"),  # cut mid-entry, as kubelet's log writer cuts
+    ({"limit_bytes": 100}, b"old\nnew line\nlast\n"),
+    ({"limit_bytes": 3, "tail_lines": 1}, b"las"),
+    ({"limit_bytes": 10, "since": 1.5}, b"new line\nl"),  # entries dropped by `since` do not count
+    ({"limit_bytes": 7, "timestamps": True}, b"1970-01"),  # the timestamp prefix counts
+])
+async def test_read_log_limit_bytes(tmp_path, options, expected):
+    log = tmp_path / "0.log"
+    write_log(log, (1, "stdout", "F", "old"), (2, "stderr", "P", "new "), (2, "stderr", "F", "line"),
+              (3, "stdout", "F", "last"))
+    assert await collect(log, **options) == expected
+
+
+async def test_limit_bytes_ends_a_follow(tmp_path):
+    """Once the limit is out the stream ends, though the container still runs (nothing says it exited)."""
+    log = tmp_path / "0.log"
+    write_log(log, (time.time(), "stdout", "F", "one"))
+    stream = read_log(log, exited=lambda: False, follow=True, limit_bytes=6)
+    assert await anext(stream) == b"one\n"
+    with log.open("ab") as f:
+        f.write(f"{timestamp(time.time_ns())} stdout F two\n".encode())
+    assert [chunk async for chunk in stream] == [b"tw"]
 
 
 async def test_read_log_of_a_missing_file_is_empty(tmp_path):

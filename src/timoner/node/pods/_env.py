@@ -8,6 +8,10 @@ against the final environment. Expansion is upstream's: `$(NAME)` is
 replaced when NAME is defined, left literal when not, and `$$` is an
 escaped `$`.
 
+Labels and annotations read as upstream's `fieldpath.FormatMap` does
+(`format_map`: sorted `key="value"` lines, values quoted as Go's `%q`),
+which downwardAPI volumes (`_volumes`) share.
+
 ConfigMaps and Secrets are read through the client at start time (the
 kubelet's cache-free "Get" strategy). A missing non-optional source raises
 `ContainerConfigError` with the kubelet's message, which the pod worker
@@ -28,7 +32,7 @@ from timoner.client import Client, resource_for
 
 from ..runtime import ContainerSpec
 
-__all__ = ["ContainerConfigError", "PodNetwork", "build_container_spec", "expand"]
+__all__ = ["ContainerConfigError", "PodNetwork", "build_container_spec", "expand", "format_map", "go_quote"]
 
 CONFIGMAPS = resource_for("v1", "ConfigMap")
 SECRETS = resource_for("v1", "Secret")
@@ -82,6 +86,34 @@ def expand(text: str, lookup: Callable[[str], str | None]) -> str:
     return "".join(out)
 
 
+_GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t",
+               "\v": "\\v", "\\": "\\\\", '"': '\\"'}
+
+
+def go_quote(text: str) -> str:
+    """Go's `strconv.Quote` (`%q`): double-quoted, with Go's escapes for what is not printable."""
+    out = ['"']
+    for ch in text:
+        code = ord(ch)
+        if ch in _GO_ESCAPES:
+            out.append(_GO_ESCAPES[ch])
+        elif ch.isprintable():  # the same set as Go's unicode.IsPrint: L, M, N, P, S and the ASCII space
+            out.append(ch)
+        elif code < 0x80:
+            out.append(f"\\x{code:02x}")
+        elif code < 0x10000:
+            out.append(f"\\u{code:04x}")
+        else:
+            out.append(f"\\U{code:08x}")
+    out.append('"')
+    return "".join(out)
+
+
+def format_map(values: Mapping[str, str]) -> str:
+    """Upstream's `fieldpath.FormatMap`: `key="value"` lines sorted by key, how labels and annotations read."""
+    return "\n".join(f"{key}={go_quote(str(values[key]))}" for key in sorted(values))
+
+
 def _valid_env_name(name: str) -> bool:
     # RelaxedEnvironmentVariableValidation (beta, on in 1.32): printable ASCII except '='.
     return bool(name) and all(32 <= ord(c) <= 126 and c != "=" for c in name)
@@ -106,7 +138,7 @@ def _field_value(pod: Obj, path: str, network: PodNetwork) -> str:
     for prefix, source in (("metadata.labels", "labels"), ("metadata.annotations", "annotations")):
         values = meta.get(source) or {}
         if path == prefix:
-            return "\n".join(f'{k}="{values[k]}"' for k in sorted(values))
+            return format_map(values)
         if path.startswith(prefix + "['") and path.endswith("']"):
             return str(values.get(path[len(prefix) + 2:-2], ""))
     raise ContainerConfigError(f"unsupported fieldPath: {path}")
@@ -215,4 +247,7 @@ async def build_container_spec(client: Client, pod: Obj, container: Obj, *, netw
         working_dir=container.get("workingDir") or "",
         attempt=attempt,
         annotations=dict(meta.get("annotations") or {}),
+        stdin=bool(container.get("stdin")),
+        stdin_once=bool(container.get("stdinOnce")),
+        tty=bool(container.get("tty")),
     )

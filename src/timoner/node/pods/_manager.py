@@ -10,7 +10,8 @@ agent left (`Runtime.recover`), waits for the informer's first list, then
 hands each pod's containers to its worker (which adopts them without
 restarting) and stops the containers of pods no longer bound here. Until
 then handler calls are ignored: the informer's store is read in full once
-recovery is done.
+recovery is done. Volume directories of pods no longer bound here (and not
+running) are torn down then too (`VolumeManager.teardown`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from timoner.client import Client, Clock, Informer
 
 from ..runtime import ContainerState, Runtime, State
 from ._env import PodNetwork
+from ._volumes import VolumeManager
 from ._worker import PodWorker, PodWorkerConfig
 
 __all__ = ["PodWorkers"]
@@ -43,13 +45,14 @@ class PodWorkers:
     """The pod workers of one node; see the module docstring. Register `on_add/on_update/on_delete` on the informer."""
 
     def __init__(self, client: Client, runtime: Runtime, *, informer: Informer, network: PodNetwork, clock: Clock,
-                 config: PodWorkerConfig | None = None) -> None:
+                 config: PodWorkerConfig | None = None, volumes: VolumeManager | None = None) -> None:
         self.client = client
         self.runtime = runtime
         self.informer = informer
         self.network = network
         self.clock = clock
         self.config = config or PodWorkerConfig()
+        self.volumes = volumes
         self.workers: dict[str, PodWorker] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._recovered: dict[str, list[ContainerState]] = {}
@@ -67,7 +70,7 @@ class PodWorkers:
             worker.update(pod)
             return
         worker = PodWorker(self.client, self.runtime, pod=pod, network=self.network, clock=self.clock,
-                           config=self.config, recovered=self._recovered.pop(uid, None))
+                           config=self.config, recovered=self._recovered.pop(uid, None), volumes=self.volumes)
         self.workers[uid] = worker
         self._tasks[uid] = asyncio.create_task(worker.run(), name=f"pod-worker-{uid}")
 
@@ -112,6 +115,11 @@ class PodWorkers:
                 for state, result in zip(orphans, results, strict=True):
                     if isinstance(result, BaseException):
                         log.warning("could not stop orphaned container %s: %s", state.id, result)
+            if self.volumes is not None:
+                still_running = {s.spec.pod_uid for s, r in zip(orphans, results, strict=True)
+                                 if isinstance(r, BaseException)} if orphans else set()
+                for uid in set(self.volumes.pods_on_disk()) - set(self.workers) - still_running:
+                    await self.volumes.teardown(uid)
             self.recovered.set()
             await asyncio.Event().wait()  # workers run in their own tasks; this only holds them
         finally:

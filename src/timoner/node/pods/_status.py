@@ -9,9 +9,12 @@ and friends in kubelet v1.32) and are tested table-driven:
 - phase: an init container failed under `Never` → Failed; anything still
   initialising or waiting → Pending; something running → Running; all
   stopped → Succeeded/Failed unless the policy restarts them (Running);
-- conditions: Initialized, ContainersReady, Ready (ready = running, since
-  there are no probes yet) and PodScheduled, with upstream's reasons and
-  messages; `lastTransitionTime` changes only when a condition's status does.
+- a running container is `started` once its startup probe succeeded (at
+  once without one), and `ready` when started and its readiness probe
+  succeeded (at once without one): the worker's prober says which;
+- conditions: Initialized, ContainersReady, Ready (all containers ready)
+  and PodScheduled, with upstream's reasons and messages;
+  `lastTransitionTime` changes only when a condition's status does.
 """
 
 from __future__ import annotations
@@ -46,8 +49,12 @@ def terminated_dict(state: ContainerState) -> Obj:
 
 
 def container_status(container: Mapping[str, Any], *, current: ContainerState | None, waiting: tuple[str, str] | None,
-                     last_terminated: Obj | None, restart_count: int, default_waiting: str) -> Obj:
-    """One entry of `containerStatuses`; `waiting` (reason, message) overrides a terminated state, as upstream."""
+                     last_terminated: Obj | None, restart_count: int, default_waiting: str, started: bool = True,
+                     ready: bool = True) -> Obj:
+    """One entry of `containerStatuses`; `waiting` (reason, message) overrides a terminated state, as upstream.
+
+    `started` and `ready` are the probes' verdicts on the running container (True without probes).
+    """
     status: Obj = {"name": container.get("name", ""), "image": container.get("image", ""), "imageID": ""}
     last = last_terminated
     if waiting is not None:
@@ -58,17 +65,17 @@ def container_status(container: Mapping[str, Any], *, current: ContainerState | 
     elif current is None:
         status["state"] = {"waiting": {"reason": default_waiting}}
     elif current.state is State.RUNNING:
-        started = current.started_at
-        status["state"] = {"running": {"startedAt": rfc3339(started) if started is not None else None}}
+        since = current.started_at
+        status["state"] = {"running": {"startedAt": rfc3339(since) if since is not None else None}}
     else:
         status["state"] = {"terminated": terminated_dict(current)}
     if current is not None:
         status["containerID"] = str(current.id)
     status["lastState"] = {"terminated": last} if last else {}
     running = current is not None and current.state is State.RUNNING and waiting is None
-    status["ready"] = running
+    status["ready"] = running and started and ready
     status["restartCount"] = restart_count
-    status["started"] = running
+    status["started"] = running and started
     return status
 
 

@@ -18,10 +18,37 @@ timer (back-off, retry, active deadline) is due.
 - Succeeded and Failed are final: the worker then only waits for deletion.
 - `activeDeadlineSeconds` past `startTime` stops the containers and fails
   the pod with reason `DeadlineExceeded`.
-- Deletion (`deletionTimestamp`): stop every container with the pod's grace
-  period (at least 2 s, as upstream), write the final status, then finish
-  the delete with `gracePeriodSeconds=0` and a uid precondition. A pod gone
-  from the informer (force-deleted) only has its containers stopped.
+- Probes (a `ContainerProber` per running container, from `_lifecycle`): a
+  container is `started` once its startup probe succeeded and `ready` once
+  its readiness probe did (at once without them), which makes the pod's
+  ContainersReady and Ready conditions. A container that fails its startup
+  or liveness probe is killed (Normal `Killing` "Container c failed
+  liveness probe, will be restarted", with the probe's
+  `terminationGracePeriodSeconds` if set) and restarts per `restartPolicy`.
+- Lifecycle hooks (`ContainerLifecycle`): `postStart` runs right after
+  the container starts and the worker waits for it, as the kubelet does, so
+  the container shows `ContainerCreating` until it returns; if it fails
+  (Warning `FailedPostStartHook`) the container is killed, shows
+  `PostStartHookError`, and restarts per policy. Every kill (deletion,
+  failed probe, deadline) first runs `preStop` within the grace period,
+  then gives the runtime what is left of it, at least 2 s, as upstream
+  (Warning `FailedPreStopHook` when it fails).
+- Volumes (`VolumeManager`): no container starts before every volume of
+  the pod is set up; until then the containers stay `ContainerCreating`
+  and each failing volume is a Warning `FailedMount` event, retried every
+  `retry_interval`. While the pod runs, volumes are set up again every
+  `volume_sync_interval` (upstream's resync, about a minute) and when the
+  pod's labels or annotations change, so configMap, secret, downwardAPI
+  and projected files follow their sources. A final pod's volumes are torn
+  down (tmpfs unmounted, directory removed) once its containers stopped,
+  as are a deleted pod's.
+- Deletion (`deletionTimestamp`): stop every container as above with the
+  pod's grace period (Normal `Killing` "Stopping container c"), write the
+  final status, then finish the delete with `gracePeriodSeconds=0` and a
+  uid precondition. A pod gone from the informer (force-deleted) only has
+  its containers stopped.
+- Events about containers are core/v1 Events from `kubelet`, with the
+  container's `fieldPath` (`ContainerLifecycle.event`).
 
 Cancelling the worker (the agent exiting) leaves containers running: the
 next agent re-adopts them from `Runtime.recover`.
@@ -34,7 +61,7 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from timoner.api.errors import Conflict, NotFound
@@ -43,7 +70,10 @@ from timoner.client import Client, Clock, resource_for
 from ..runtime import ContainerState, Runtime, State
 from ._backoff import Backoff, go_duration
 from ._env import PodNetwork, build_container_spec
+from ._lifecycle import ContainerLifecycle
+from ._probes import PROBE_FIELDS, ContainerProber
 from ._status import container_status, pod_conditions, pod_phase, rfc3339, terminated_dict
+from ._volumes import VolumeManager
 
 __all__ = ["PodWorker", "PodWorkerConfig"]
 
@@ -63,6 +93,7 @@ class PodWorkerConfig:
     backoff_base: float = 10.0
     backoff_cap: float = 300.0
     retry_interval: float = 10.0
+    volume_sync_interval: float = 60.0  # how often a running pod's volumes are brought up to date
 
 
 @dataclass(slots=True)
@@ -77,17 +108,23 @@ class _Container:
     exited_at: float | None = None  # clock time the worker saw the current run exit
     retry_at: float | None = None
     watch: asyncio.Task[None] | None = field(default=None, repr=False)
+    prober: ContainerProber | None = field(default=None, repr=False)  # of the current run, while it runs
 
 
 def _should_restart(policy: str, exit_code: int | None) -> bool:
     return policy == "Always" or (policy == "OnFailure" and exit_code != 0)
 
 
+# Waiting reasons of a run that ended (rather than one that never started): its restart counts for back-off.
+_CRASHED = ("CrashLoopBackOff", "PostStartHookError")
+
+
 class PodWorker:
     """One pod's worker; see the module docstring. Feed it with `update` and `remove`, run it with `run`."""
 
     def __init__(self, client: Client, runtime: Runtime, *, pod: Obj, network: PodNetwork, clock: Clock,
-                 config: PodWorkerConfig, recovered: list[ContainerState] | None = None) -> None:
+                 config: PodWorkerConfig, recovered: list[ContainerState] | None = None,
+                 volumes: VolumeManager | None = None) -> None:
         self.client = client
         self.runtime = runtime
         self.pod = pod
@@ -104,17 +141,28 @@ class PodWorker:
         self._start_time: str = (pod.get("status") or {}).get("startTime") or rfc3339(time.time())
         self._deadline_at: float | None = None
         self._containers: dict[str, _Container] = {c["name"]: _Container() for c in self._all_specs()}
+        self._volumes = volumes
+        # Containers a previous agent started had their volumes: they need not wait for a first setup.
+        self._volumes_ready = volumes is None or bool(recovered)
+        self._volumes_synced: tuple[float, Obj, Obj] | None = None  # (clock time, labels, annotations)
+        self._volumes_torn_down = False
+        self._lifecycle = ContainerLifecycle(client, runtime, pod=lambda: self.pod, pod_ip=network.pod_ip,
+                                             clock=clock)
+        self._deleting = asyncio.Event()  # ends a postStart hook early
         self._adopt(recovered or [])
 
     # -- inputs ---------------------------------------------------------------------------
 
     def update(self, pod: Obj) -> None:
         self.pod = pod
+        if (pod.get("metadata") or {}).get("deletionTimestamp"):
+            self._deleting.set()
         self._wake.set()
 
     def remove(self) -> None:
         """The pod is gone from the API (force-deleted): stop its containers and finish."""
         self._removed = True
+        self._deleting.set()
         self._wake.set()
 
     # -- setup ----------------------------------------------------------------------------
@@ -145,6 +193,8 @@ class PodWorker:
                 tracked.last_terminated = terminated_dict(states[-2])
             if current.state is State.RUNNING:
                 self._watch(tracked, current)
+                spec = next(c for c in self._all_specs() if c["name"] == name)
+                tracked.prober = self._lifecycle.prober(spec, current, on_change=self._wake.set)
             else:
                 tracked.exited_at = self._clock.now()
         # Containers the status knows but the runtime lost: carry their restart count on.
@@ -168,7 +218,45 @@ class PodWorker:
         if tracked.current is not None and tracked.current.id == state.id:
             tracked.current = final
             tracked.exited_at = self._clock.now()
+        if tracked.prober is not None and tracked.prober.run_id == str(state.id):
+            prober, tracked.prober = tracked.prober, None
+            await prober.stop()
         self._wake.set()
+
+    # -- killing ----------------------------------------------------------------------------
+
+    async def _kill(self, container: Obj, tracked: _Container, *, grace: float, message: str) -> None:
+        """Upstream's `killContainer`: a `Killing` event, preStop within `grace`, then stop with what is left."""
+        current = tracked.current
+        if current is None or current.state is not State.RUNNING:
+            return
+        if tracked.prober is not None:
+            prober, tracked.prober = tracked.prober, None
+            await prober.stop()
+        await self._lifecycle.event(container["name"], "Normal", "Killing", message)
+        hook = (container.get("lifecycle") or {}).get("preStop")
+        if hook and grace > 0:
+            began = self._clock.now()
+            await self._lifecycle.pre_stop(container, current, hook, grace)
+            grace -= int(self._clock.now() - began)  # whole seconds, as upstream counts them
+        try:
+            stopped = await self.runtime.stop(current.id, float(max(grace, MIN_GRACE_SECONDS)))
+        except Exception as exc:
+            log.warning("pod %s: stopping %s failed: %s", self._name, current, exc)
+            return
+        if tracked.current is not None and tracked.current.id == current.id:
+            tracked.current = stopped
+            tracked.exited_at = self._clock.now()
+
+    async def _kill_unhealthy(self, container: Obj, tracked: _Container, policy: str) -> None:
+        assert tracked.prober is not None and tracked.prober.failed is not None
+        kind = tracked.prober.failed
+        message = f"Container {container['name']} failed {kind} probe"
+        if policy != "Never":
+            message += ", will be restarted"
+        grace = (container.get(PROBE_FIELDS[kind]) or {}).get("terminationGracePeriodSeconds")
+        await self._kill(container, tracked, grace=self._grace(deleting=False) if grace is None else float(grace),
+                         message=message)
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -189,6 +277,10 @@ class PodWorker:
             for tracked in self._containers.values():
                 if tracked.watch is not None:
                     tracked.watch.cancel()
+                if tracked.prober is not None:
+                    tracked.prober.cancel()
+            with contextlib.suppress(Exception):
+                await self._lifecycle.aclose()
 
     async def _sleep(self, seconds: float | None) -> None:
         woken = asyncio.ensure_future(self._wake.wait())
@@ -212,6 +304,7 @@ class PodWorker:
             return await self._delete()
         if self._terminal is not None:
             await self._stop_all(self._grace(deleting=False))
+            await self._teardown_volumes()
             await self._write_status()
             return None
         if (wait := self._deadline_remaining()) is not None and wait <= 0:
@@ -219,13 +312,38 @@ class PodWorker:
             await self._stop_all(self._grace(deleting=False))
             await self._write_status()
             return None
-        wakes = [wait] + await self._advance()
+        wakes = [wait, await self._sync_volumes()]
+        if self._volumes_ready:
+            wakes += await self._advance()
         status = await self._write_status()
         if status["phase"] in ("Succeeded", "Failed"):
             self._terminal = (status["phase"], "", "")
             return None
         due = [w for w in wakes if w is not None]
         return min(due) if due else None
+
+    async def _sync_volumes(self) -> float | None:
+        """Set up the pod's volumes when due; the seconds until the next time."""
+        if self._volumes is None:
+            return None
+        if not (self.pod.get("spec") or {}).get("volumes"):
+            self._volumes_ready = True  # nothing to set up, nor to look at again (pod volumes are immutable)
+            return None
+        meta = self.pod.get("metadata") or {}
+        labels, annotations = meta.get("labels") or {}, meta.get("annotations") or {}
+        now = self._clock.now()
+        synced = self._volumes_synced
+        if synced is None or now >= synced[0] or (labels, annotations) != synced[1:]:
+            failures = await self._volumes.setup(self.pod)
+            self._volumes_ready = self._volumes_ready or not failures
+            interval = self._config.volume_sync_interval if self._volumes_ready else self._config.retry_interval
+            synced = self._volumes_synced = (now + interval, dict(labels), dict(annotations))
+        return max(0.0, synced[0] - now)
+
+    async def _teardown_volumes(self) -> None:
+        if self._volumes is not None and not self._volumes_torn_down:
+            self._volumes_torn_down = True
+            await self._volumes.teardown(self.uid)
 
     def _deadline_remaining(self) -> float | None:
         seconds = (self.pod.get("spec") or {}).get("activeDeadlineSeconds")
@@ -258,6 +376,8 @@ class PodWorker:
         wakes: list[float | None] = []
         for container in apps:
             tracked = self._containers[container["name"]]
+            if tracked.prober is not None and tracked.prober.failed is not None:
+                await self._kill_unhealthy(container, tracked, policy)
             current = tracked.current
             if current is None:
                 wakes.append(await self._start(container, tracked))
@@ -274,7 +394,7 @@ class PodWorker:
             tracked.waiting = ("CrashLoopBackOff", f"back-off {go_duration(self._backoff.delay(key))} restarting "
                                f"failed container={key} pod={meta['name']}_{meta['namespace']}({self.uid})")
             return remaining
-        if tracked.waiting is None or tracked.waiting[0] == "CrashLoopBackOff":
+        if tracked.waiting is None or tracked.waiting[0] in _CRASHED:
             self._backoff.next(key, since)
         return await self._start(container, tracked)
 
@@ -286,6 +406,8 @@ class PodWorker:
         try:
             spec = await build_container_spec(self.client, self.pod, container, network=self._network,
                                               attempt=attempt)
+            if self._volumes is not None:
+                spec = replace(spec, mounts=await self._volumes.mounts(self.pod, container, env=spec.env))
             state = await self.runtime.start(spec)
         except Exception as exc:  # whatever the runtime raises is the container's waiting reason
             reason = getattr(exc, "reason", None) or "CreateContainerError"
@@ -301,38 +423,46 @@ class PodWorker:
         tracked.next_attempt = attempt + 1
         tracked.waiting = None
         tracked.retry_at = None
-        if state.state is State.RUNNING:
-            self._watch(tracked, state)
-        else:
+        if state.state is not State.RUNNING:
             tracked.exited_at = self._clock.now()
             self._wake.set()
+            return None
+        self._watch(tracked, state)
+        hook = (container.get("lifecycle") or {}).get("postStart")
+        if hook and (error := await self._lifecycle.post_start(container, state, hook,
+                                                               deleting=self._deleting)) is not None:
+            await self._kill(container, tracked, grace=self._grace(deleting=False), message="FailedPostStartHook")
+            policy = (self.pod.get("spec") or {}).get("restartPolicy") or "Always"
+            if tracked.current is not None and _should_restart(policy, tracked.current.exit_code):
+                tracked.waiting = ("PostStartHookError", error)
+            return None
+        if tracked.current is not None and tracked.current.state is State.RUNNING:
+            tracked.prober = self._lifecycle.prober(container, state, on_change=self._wake.set)
         return None
 
     # -- stopping and deleting ------------------------------------------------------------
 
     def _grace(self, *, deleting: bool) -> float:
+        """The pod's grace period (preStop included); `_kill` gives the runtime at least 2 s of what is left."""
         meta = self.pod.get("metadata") or {}
         spec = self.pod.get("spec") or {}
         grace = meta.get("deletionGracePeriodSeconds") if deleting else None
         if grace is None:
             grace = spec.get("terminationGracePeriodSeconds", 30)
-        return float(max(grace, MIN_GRACE_SECONDS))
+        return float(max(grace, 0))
 
     async def _stop_all(self, grace: float) -> None:
-        running = [t for t in self._containers.values() if t.current is not None and t.current.state is State.RUNNING]
-        results = await asyncio.gather(*(self.runtime.stop(t.current.id, grace) for t in running if t.current),
-                                       return_exceptions=True)
-        for tracked, result in zip(running, results, strict=True):
-            if isinstance(result, ContainerState):
-                tracked.current = result
-                tracked.exited_at = self._clock.now()
-            else:
-                log.warning("pod %s: stopping %s failed: %s", self._name, tracked.current, result)
+        running = [(c, self._containers[c["name"]]) for c in self._all_specs()
+                   if (t := self._containers[c["name"]]).current is not None and t.current.state is State.RUNNING]
+        # In parallel, each with its own preStop, as upstream kills a pod's containers.
+        await asyncio.gather(*(self._kill(c, t, grace=grace, message=f"Stopping container {c['name']}")
+                               for c, t in running))
         for tracked in self._containers.values():
             tracked.waiting = None
 
     async def _delete(self) -> float | None:
         await self._stop_all(self._grace(deleting=True))
+        await self._teardown_volumes()
         if self._removed:
             self.finished.set()
             return None
@@ -356,9 +486,12 @@ class PodWorker:
 
         def entry(container: Obj, default: str) -> Obj:
             t = self._containers[container["name"]]
+            # A run without a prober yet (or any more) is judged by which probes it has.
+            started = t.prober.started if t.prober else not container.get("startupProbe")
+            ready = t.prober.ready if t.prober else not container.get("readinessProbe")
             return container_status(container, current=t.current, waiting=t.waiting,
                                     last_terminated=t.last_terminated, restart_count=t.restart_count,
-                                    default_waiting=default)
+                                    default_waiting=default, started=started, ready=ready)
 
         init_statuses = [entry(c, "PodInitializing") for c in inits]
         statuses = [entry(c, default_waiting) for c in spec.get("containers") or ()]

@@ -3,9 +3,11 @@
 The shim writes one entry per line: `<RFC3339Nano> <stdout|stderr> <F|P> <content>`
 (`P` is a piece of a line longer than 16 KiB, `F` ends a line). Reading
 strips the prefix, or keeps the timestamp with `timestamps`, and applies
-`tail_lines` (counted in entries, as kubelet does) and `since_seconds`.
-`limitBytes` and `previous` belong to the caller: one is a cut of this
-stream, the other picks an earlier attempt's container.
+`tail_lines` (counted in entries, as kubelet does), `since` (a UNIX time;
+the caller turns `sinceSeconds`/`sinceTime` into it) and `limit_bytes`
+(the stream ends once that many bytes are out, cutting the last entry, as
+kubelet's log writer does). `previous` belongs to the caller: it picks an
+earlier attempt's file.
 
 Following polls the file: the writer is the shim, a separate process that
 may outlive this agent, so there is no in-process event to wait on, and
@@ -67,11 +69,11 @@ def _read_from(path: Path, offset: int) -> bytes:
 
 
 async def read_log(path: Path, *, exited: Callable[[], bool], follow: bool = False,
-                   tail_lines: int | None = None, since_seconds: float | None = None,
+                   tail_lines: int | None = None, since: float | None = None, limit_bytes: int | None = None,
                    timestamps: bool = False) -> AsyncIterator[bytes]:
     """The log at `path` as chunks; with `follow`, keep reading until `exited()` and the file is drained."""
-    since = time.time() - since_seconds if since_seconds is not None else None
     offset = 0
+    remaining = limit_bytes if limit_bytes is not None else -1  # -1: no limit
 
     def take(data: bytes) -> list[LogEntry]:
         # Only whole lines: the writer may be half-way through one.
@@ -81,16 +83,24 @@ async def read_log(path: Path, *, exited: Callable[[], bool], follow: bool = Fal
         entries = [parse_entry(line) for line in data[:end].splitlines()]
         return [e for e in entries if e is not None and (since is None or e.unix_time >= since)]
 
+    def render(entries: list[LogEntry]) -> bytes:
+        nonlocal remaining
+        out = b"".join(entry.render(timestamps=timestamps) for entry in entries)
+        if remaining >= 0:
+            out = out[:remaining]
+            remaining -= len(out)
+        return out
+
     first = take(await asyncio.to_thread(_read_from, path, offset))
     if tail_lines is not None:
         first = first[-tail_lines:] if tail_lines > 0 else []
     if first:
-        yield b"".join(entry.render(timestamps=timestamps) for entry in first)
-    while follow:
+        yield render(first)
+    while follow and remaining != 0:
         done = exited()  # read once more after seeing the exit, so nothing written before it is lost
         entries = take(await asyncio.to_thread(_read_from, path, offset))
         if entries:
-            yield b"".join(entry.render(timestamps=timestamps) for entry in entries)
+            yield render(entries)
         elif done:
             return
         else:

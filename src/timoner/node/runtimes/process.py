@@ -19,6 +19,10 @@ them: a new `ProcessRuntime` on the same `root_dir` watches the shim through a
 pidfd (it cannot `wait()` for a process that is not its child) and reads
 the exit code from the file once the shim is gone.
 
+Runs of a container pile up as it restarts; as kubelet's container garbage
+collector, starting a run removes all but the latest exited one (its
+record and its log file), which is what `kubectl logs --previous` reads.
+
 Isolation, when the agent runs as root (`use_namespaces=None` decides by
 the effective UID): the shim gives every container its own mount, PID,
 UTS and IPC namespaces; the container is PID 1, sees its own `/proc`, and
@@ -29,6 +33,18 @@ there are no namespaces: the container shares the host's hostname and
 PID space, and the shim, a child subreaper, still tracks every process
 the container forks and kills them all when the main process ends.
 
+Volume mounts (`ContainerSpec.mounts`) need the namespaces: the shim binds
+each host path at its container path in the container's private mount
+namespace, remounts it read-only when asked, and makes a container path
+the host lacks on a private tmpfs laid over its nearest existing ancestor
+(every entry of that ancestor bound back from the host; over `/` the tmpfs
+becomes the container's root), so the host's filesystem never changes. A
+missing `workingDir` is made the same way. Without root there are no
+mounts: the container starts all the same, sees the host at each
+mountPath, and finds each volume's host path in the environment as
+`TIMONER_MOUNT_<MOUNT PATH>` (`/etc/config` -> `TIMONER_MOUNT_ETC_CONFIG`),
+and the working directory is made on the host as before.
+
 Stopping follows Kubernetes: `signal` goes to the container, then SIGKILL
 once `timeout` runs out. With namespaces the signal goes to PID 1 only,
 and a PID 1 that installs no handler for it ignores it, as in any
@@ -36,12 +52,27 @@ container (`sleep 1000` runs until the SIGKILL); killing PID 1 kills the
 whole namespace. Without namespaces there is no init to pass the signal
 on, so it goes to the container's process group.
 
-Exec joins the container's namespaces with `nsenter` (util-linux), or,
+Exec joins the container's namespaces and root with `nsenter` (util-linux)
+and changes to the working directory from inside them (`env --chdir`), or,
 without namespaces, runs in the container's working directory and
 environment. Exec'd commands end with their container.
 
-Host commands used: `nsenter` and `setsid` (util-linux) for exec; the
-shim itself needs only Python and, for namespaces, Linux.
+Attach connects to the container's stdio socket, which its shim serves
+(`containers/<id>.sock`, see `_process_stdio`): live output, and stdin for
+a container with `stdin: true`, kept open by the shim across attaches (and
+agent restarts), closed after the first attach for `stdinOnce`. A
+container with `tty: true` runs on a pseudo-terminal the shim owns: its
+output is one stream and attach can resize it.
+
+Port-forward: pods share the host's network for now (their IP is the
+node's), so a pod's port is a port on the host's loopback, and `connect`
+dials `127.0.0.1` (then `::1`), which reaches a server bound to loopback
+or to every address. When pods get network namespaces of their own, this
+becomes a dial inside the pod's namespace, as kubelet does.
+
+Host commands used: `nsenter` and `setsid` (util-linux) and `env`
+(coreutils 8.28+, for `--chdir`) for exec; the shim itself needs only
+Python and, for namespaces and mounts, Linux.
 """
 
 from __future__ import annotations
@@ -59,8 +90,9 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from ..runtime import ContainerID, ContainerSpec, ContainerState, State
+from ..runtime import ContainerID, ContainerSpec, ContainerState, Mount, State
 from . import _process_shim as shim
+from ._process_attach import ProcessAttachSession, open_attach
 from ._process_exec import ProcessExecSession, start_exec
 from ._process_logs import read_log
 
@@ -70,6 +102,7 @@ __all__ = [
     "ContainerConfigError",
     "ContainerStartError",
     "ProcessRuntime",
+    "mount_env_name",
     "resolve_argv",
 ]
 
@@ -129,7 +162,14 @@ def _spec_to_json(spec: ContainerSpec) -> dict:
 
 
 def _spec_from_json(data: dict) -> ContainerSpec:
-    return ContainerSpec(**{**data, "command": tuple(data["command"]), "args": tuple(data["args"])})
+    mounts = tuple(Mount(**mount) for mount in data.get("mounts") or ())
+    return ContainerSpec(**{**data, "command": tuple(data["command"]), "args": tuple(data["args"]),
+                            "mounts": mounts})
+
+
+def mount_env_name(container_path: str) -> str:
+    """Where a container without namespaces finds a mount's host path: `/etc/config` -> `TIMONER_MOUNT_ETC_CONFIG`."""
+    return "TIMONER_MOUNT_" + "".join(c if c.isascii() and c.isalnum() else "_" for c in container_path.strip("/")).upper()
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,7 +238,8 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 class ProcessRuntime:
-    """A `Runtime`, `LogsRuntime` and `ExecRuntime` running containers as host processes; see the module docstring."""
+    """A `Runtime` (with logs, exec, attach and port-forward) running containers as host processes; see the
+    module docstring."""
 
     name = "process"
     version = "0.1"
@@ -217,6 +258,9 @@ class ProcessRuntime:
     def _exit_path(self, ident: str) -> Path:
         return self._state_dir / f"{ident}.exit"
 
+    def _stdio_path(self, ident: str) -> Path:
+        return self._state_dir / f"{ident}.sock"
+
     def log_path(self, spec: ContainerSpec) -> Path:
         """Where the output of `spec`'s attempt goes (and where `kubectl logs --previous` finds it)."""
         return self.root_dir / "pods" / spec.pod_uid / spec.name / f"{spec.attempt}.log"
@@ -234,8 +278,16 @@ class ProcessRuntime:
             if found is None:
                 raise ContainerStartError(f'exec: "{argv[0]}": executable file not found in $PATH')
             argv[0] = found
-        # Like Docker, a working directory that does not exist yet is created.
-        await asyncio.to_thread(cwd.mkdir, parents=True, exist_ok=True)
+        if not self.use_namespaces:
+            for mount in spec.mounts:
+                env[mount_env_name(mount.container_path)] = mount.host_path
+        # Like Docker, a working directory that does not exist yet is created; one the spec names by the shim,
+        # in the container's mount namespace, when it has one (a mountPath may hold it).
+        if not (self.use_namespaces and spec.working_dir):
+            await asyncio.to_thread(cwd.mkdir, parents=True, exist_ok=True)
+        staging = container_dir / ".staging"
+        if self.use_namespaces:
+            await asyncio.to_thread(staging.mkdir, parents=True, exist_ok=True)
         await asyncio.to_thread(self._state_dir.mkdir, parents=True, exist_ok=True)
         await asyncio.to_thread(container_dir.mkdir, parents=True, exist_ok=True)
         ident = uuid.uuid4().hex
@@ -243,7 +295,10 @@ class ProcessRuntime:
         log_path = self.log_path(spec)
         config = {"argv": argv, "env": env, "cwd": str(cwd), "log_path": str(log_path),
                   "exit_path": str(self._exit_path(ident)),
-                  "hostname": _hostname(spec.pod_name) if self.use_namespaces else None}
+                  "hostname": _hostname(spec.pod_name) if self.use_namespaces else None,
+                  "mounts": [asdict(mount) for mount in spec.mounts], "staging": str(staging),
+                  "stdio_path": str(self._stdio_path(ident)), "stdin": spec.stdin, "stdin_once": spec.stdin_once,
+                  "tty": spec.tty}
         with (self._state_dir / f"{ident}.shim.log").open("ab") as shim_log:
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-I", str(_SHIM), json.dumps(config), stdin=asyncio.subprocess.DEVNULL,
@@ -270,8 +325,29 @@ class ProcessRuntime:
         record = replace(record, pid=pid, pid_start_time=shim.process_start_time(pid))
         _write_json(self._record_path(ident), record.to_json())
         state = ContainerState(id=cid, spec=spec, state=State.RUNNING, started_at=record.started_at, pid=pid)
-        self._adopt(_Container(record, state, process))
+        container = _Container(record, state, process)
+        self._adopt(container)
+        self._remove_old_runs(container)
         return state
+
+    def _remove_old_runs(self, current: _Container) -> None:
+        """Keep one exited run of `current`'s container besides `current`, as kubelet's container GC does
+        (`MaxPerPodContainer` 1): that run is `kubectl logs --previous`; older runs' records and logs go.
+        Log files no run owns any more (their record lost) go too.
+        """
+        spec = current.record.spec
+        runs = [c for c in self._containers.values() if c is not current
+                and c.record.spec.pod_uid == spec.pod_uid and c.record.spec.name == spec.name]
+        exited = sorted((c for c in runs if c.exited.is_set()),
+                        key=lambda c: (c.record.spec.attempt, c.record.started_at))
+        old = exited[:-1]
+        for run in old:
+            del self._containers[run.state.id]
+            self._forget_files(run.record.id)
+        kept = {Path(c.record.log_path) for c in [current, *runs] if c.state.id in self._containers}
+        for path in Path(current.record.log_path).parent.glob("*.log"):
+            if path not in kept:
+                path.unlink(missing_ok=True)
 
     def _adopt(self, container: _Container) -> None:
         self._containers[container.state.id] = container
@@ -378,7 +454,8 @@ class ProcessRuntime:
         return f"the process runtime's shim did not report the container's PID{why}"
 
     def _forget_files(self, ident: str) -> None:
-        for path in (self._record_path(ident), self._exit_path(ident), self._state_dir / f"{ident}.shim.log"):
+        for path in (self._record_path(ident), self._exit_path(ident), self._state_dir / f"{ident}.shim.log",
+                     self._stdio_path(ident)):
             path.unlink(missing_ok=True)
 
     async def close(self) -> None:
@@ -395,10 +472,12 @@ class ProcessRuntime:
     # -- LogsRuntime -------------------------------------------------------------------------------
 
     async def logs(self, container: ContainerID, *, follow: bool = False, tail_lines: int | None = None,
-                   since_seconds: float | None = None, timestamps: bool = False) -> AsyncIterator[bytes]:
+                   since: float | None = None, limit_bytes: int | None = None,
+                   timestamps: bool = False) -> AsyncIterator[bytes]:
         record = self._get(container)
         async for chunk in read_log(Path(record.record.log_path), exited=record.exited.is_set, follow=follow,
-                                    tail_lines=tail_lines, since_seconds=since_seconds, timestamps=timestamps):
+                                    tail_lines=tail_lines, since=since, limit_bytes=limit_bytes,
+                                    timestamps=timestamps):
             yield chunk
 
     # -- ExecRuntime -------------------------------------------------------------------------------
@@ -409,10 +488,37 @@ class ProcessRuntime:
         if record.exited.is_set():
             raise RuntimeError(f"container {container} is not running")
         argv = self._exec_argv(record.record, command, tty=tty)
-        session = await start_exec(argv, env=record.record.env, cwd=record.record.cwd, tty=tty, stdin=stdin)
+        # With namespaces the working directory may exist only in the container's: `env --chdir` goes there.
+        cwd = None if record.record.namespaces else record.record.cwd
+        session = await start_exec(argv, env=record.record.env, cwd=cwd, tty=tty, stdin=stdin)
         record.execs = {s for s in record.execs if s.process.returncode is None}
         record.execs.add(session)
         return session
+
+    # -- AttachRuntime -----------------------------------------------------------------------------
+
+    async def attach(self, container: ContainerID, *, stdin: bool = False) -> ProcessAttachSession:
+        record = self._get(container)
+        if record.exited.is_set():
+            raise RuntimeError(f"container {container} is not running")
+        spec = record.record.spec
+        try:
+            return await open_attach(str(self._stdio_path(record.record.id)), stdin=stdin,
+                                     closes_stdin=spec.stdin_once and not spec.tty)
+        except OSError as exc:
+            raise RuntimeError(f"cannot attach to container {container}: {exc.strerror or exc}") from None
+
+    # -- PortForwardRuntime ------------------------------------------------------------------------
+
+    async def connect(self, pod_uid: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        # The pod's network is the host's (see the module docstring): its localhost is ours.
+        try:
+            return await asyncio.open_connection("127.0.0.1", port)
+        except OSError as first:
+            try:
+                return await asyncio.open_connection("::1", port)
+            except OSError:
+                raise first from None
 
     def _exec_argv(self, record: _Record, command: Sequence[str], *, tty: bool) -> list[str]:
         argv = list(command)
@@ -420,9 +526,11 @@ class ProcessRuntime:
             # With -w, setsid waits for the command (it forks, being a group leader) and passes its exit code on.
             argv = [_host_tool("setsid"), "-w", "-c", *argv]
         if record.namespaces:
-            # -p forks, so the command really lives in the container's PID namespace and dies with it.
-            return [_host_tool("nsenter"), "-t", str(record.pid), "-m", "-u", "-i", "-p", f"--wd={record.cwd}",
-                    "--", *argv]
+            # -p forks, so the command really lives in the container's PID namespace and dies with it; -r takes
+            # the container's root (a tmpfs of its own when a mountPath was made at the top level). nsenter's own
+            # --wd=DIR would open DIR on the host, before entering: `env --chdir` opens it inside.
+            return [_host_tool("nsenter"), "-t", str(record.pid), "-m", "-u", "-i", "-p", "-r", "--",
+                    _host_tool("env"), f"--chdir={record.cwd}", "--", *argv]
         # `env` gives a missing command the same exit code (127) that nsenter does.
         return [_host_tool("env"), "--", *argv]
 

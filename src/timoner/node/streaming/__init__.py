@@ -6,6 +6,8 @@
 - ``remotecommand``: exec/attach streams over SPDY and their final Status.
 - ``portforward``: pairing of port-forward data/error streams over SPDY.
 - ``channels``: the WebSocket ``v4``/``v5.channel.k8s.io`` encodings.
+- ``websocket``: the server side of a WebSocket on asyncio streams (``websockets``' sans-I/O framing).
+- ``commandio``: one exec/attach's streams, over SPDY or WebSocket channels alike.
 
 Nothing here touches processes or sockets of a pod: the node agent glues these
 to its runtime.

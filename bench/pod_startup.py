@@ -25,14 +25,15 @@ up` runs, here alone so its RSS is its own):
    `/proc/<pid>/status` (and, for information, the shims' total PSS from
    `/proc/<pid>/smaps_rollup`: each container has a Python shim, and PSS
    shares their common pages out instead of counting them per shim);
-5. deletes the pods, waits for each to be gone from the API and for every
-   container process to have exited, then stops agent, scheduler and
-   server (SIGTERM).
+5. deletes the pods, waits for each to be gone from the API, for every
+   container process to have exited and for the runtime's records and pod
+   directories to be removed, then stops agent, scheduler and server
+   (SIGTERM).
 
 It prints a table of figures with their goals and the same as JSON (stdout,
 or `--json FILE`). Slowness never fails the run: the exit code is non-zero
 only when something is broken (a process does not start or dies, a request
-errors, a pod does not run, a container process outlives its pod).
+errors, a pod does not run, a container process or its files outlive its pod).
 """
 
 from __future__ import annotations
@@ -212,14 +213,16 @@ def _container_pids(agent_root: Path) -> list[int]:
     return pids
 
 
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds a process has used so far (fields 14 and 15 of /proc/<pid>/stat)."""
+def _cpu_s(pid: int, *, reaped: bool = False) -> float:
+    """User + system CPU seconds a process has used so far (fields 14 and 15 of /proc/<pid>/stat), with
+    `reaped` also that of its children it has waited for (16 and 17)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_bytes()
     except OSError:
         return 0.0
     fields = stat[stat.rindex(b")") + 2:].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks = int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if reaped else 0)
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _kill_leftovers(agent_root: Path) -> int:
@@ -256,16 +259,35 @@ def _outliving(pids: list[int], timeout: float) -> list[int]:
     return left
 
 
-def _shim_pids(agent_root: Path) -> list[int]:
+def _shim_pids(agent_root: Path) -> list[tuple[int, int | None]]:
+    """(shim PID, container PID) of every live shim the process runtime recorded."""
     pids = []
     for path in (agent_root / "process" / "containers").glob("*.json"):
         try:
-            pid = json.loads(path.read_text())["shim_pid"]
-        except (OSError, KeyError, ValueError):
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
             continue
-        if _alive(pid):
-            pids.append(pid)
+        if record.get("shim_pid") and _alive(record["shim_pid"]):
+            pids.append((record["shim_pid"], record.get("pid")))
     return pids
+
+
+def _shim_cpu_s(shim: int, container: int | None) -> float:
+    """CPU of a container's start: its shim's (and what the shim reaped), and that of the container's process,
+    which set itself up between fork and exec (a `sleep` uses next to nothing after that)."""
+    return _cpu_s(shim, reaped=True) + (_cpu_s(container) if container else 0.0)
+
+
+def _kept_on_disk(agent_root: Path, timeout: float) -> list[str]:
+    """The process runtime's container records and pod directories still there once `timeout` passed (or
+    none, as soon as all are gone): the agent removes them when a pod's deletion completes."""
+    root = agent_root / "process"
+    deadline = time.monotonic() + timeout
+    while True:
+        kept = [str(p) for p in (root / "containers").glob("*")] + [str(p) for p in (root / "pods").glob("*")]
+        if not kept or time.monotonic() >= deadline:
+            return kept
+        time.sleep(0.1)
 
 
 def _pss_kib(pid: int) -> int:
@@ -357,7 +379,7 @@ async def run_pods(args: argparse.Namespace, ep: Endpoint, server_pid: int, agen
         # CPU per pod while they started, by process; a shim's CPU so far is almost all its start.
         cpu = {k: _cpu_s(pid) - cpu_before[k] for k, pid in (('server', server_pid), ('scheduler', scheduler.pid),
                                                             ('agent', agent.pid))}
-        cpu["shim"] = sum(_cpu_s(pid) for pid in _shim_pids(agent_root))
+        cpu["shim"] = sum(_shim_cpu_s(shim, container) for shim, container in _shim_pids(agent_root))
         results["cpu_ms_per_pod"] = {k: round(v * 1000 / args.n, 1) for k, v in cpu.items()}
 
         await asyncio.sleep(args.settle)
@@ -368,7 +390,7 @@ async def run_pods(args: argparse.Namespace, ep: Endpoint, server_pid: int, agen
         pids = _container_pids(agent_root)
         shims = _shim_pids(agent_root)
         results["shims"] = len(shims)
-        results["shims_pss_mb"] = round(sum(_pss_kib(pid) for pid in shims) / 1024, 1)
+        results["shims_pss_mb"] = round(sum(_pss_kib(shim) for shim, _ in shims) / 1024, 1)
 
         log("deleting the pods")
         for name in names:
@@ -378,6 +400,10 @@ async def run_pods(args: argparse.Namespace, ep: Endpoint, server_pid: int, agen
         if left:
             raise Broken(f"{len(left)} container or shim processes outlived their pods: {left[:10]}")
         results["processes_left"] = 0
+        kept = await asyncio.to_thread(_kept_on_disk, agent_root, 30.0)
+        if kept:
+            raise Broken(f"{len(kept)} container records or pod directories outlived their pods: {kept[:10]}")
+        results["files_left"] = 0
     finally:
         watch.close()
         conn.close()
@@ -402,12 +428,14 @@ def table(results: dict) -> list[tuple[str, str, str, str]]:
         rows.append((f"agent RSS, {results['n']} pods running", f"{results['agent_rss_mb']} MB",
                      GOALS["agent_rss_mb"][2], met("agent_rss_mb", results["agent_rss_mb"])))
         rows.append(("agent RSS, idle (after warm-up)", f"{results['agent_rss_idle_mb']} MB", "", ""))
+    if results.get("shims"):
+        each = results["shims_pss_mb"] / results["shims"]
+        rows.append((f"shims' PSS, total ({results['shims']} shims)", f"{results['shims_pss_mb']} MB "
+                     f"({each:.2f} MB each)", "", ""))
     c = results.get("cpu_ms_per_pod")
     if c:
         rows.append(("CPU per pod: server / scheduler / agent / shim",
                      f"{c['server']} / {c['scheduler']} / {c['agent']} / {c['shim']} ms", "", ""))
-    if "shims" in results:
-        rows.append((f"shims' PSS, total ({results['shims']} shims)", f"{results['shims_pss_mb']} MB", "", ""))
     return rows
 
 

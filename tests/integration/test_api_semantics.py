@@ -96,6 +96,12 @@ def test_dry_run_writes_nothing(c, ns):
     assert r.json()["data"]["a"] == "2"
     assert c.request("DELETE", f"/api/v1/namespaces/{ns}/configmaps/wet?dryRun=All").status_code == 200
     assert c.get(f"/api/v1/namespaces/{ns}/configmaps/wet").json() == before
+    # `kubectl delete --dry-run=server` puts it in the DeleteOptions body instead of the query.
+    r = c.request("DELETE", f"/api/v1/namespaces/{ns}/configmaps/wet", json={"dryRun": ["All"]})
+    assert r.status_code == 200
+    assert c.get(f"/api/v1/namespaces/{ns}/configmaps/wet").json() == before
+    r = c.request("DELETE", f"/api/v1/namespaces/{ns}/configmaps/wet", json={"dryRun": ["Some"]})
+    assert r.status_code == 400
 
 
 def test_list_paging_and_resource_versions(c, ns):
@@ -414,3 +420,43 @@ def test_watch_timeout_seconds_and_initial_events_at_rv0(c, ns):
     assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "init")]
     assert elapsed < 10  # the server ended the stream itself, after about one second
     assert elapsed >= 0.9
+
+
+def test_a_watcher_cut_off_behind_queued_events_still_ends_its_stream(srv, c, ns):
+    """The cache ends a watcher that cannot keep up (or that it reloaded under) by queueing an end marker;
+    when the handler finds the marker while draining events already queued, the stream still ends."""
+    base = f"/api/v1/namespaces/{ns}/configmaps"
+    rv = c.get(base).json()["metadata"]["resourceVersion"]
+    lines: list[dict] = []
+    outcome: list[object] = []
+    # No timeoutSeconds: only the server's cut-off ends this stream (the client's read timeout would fail it).
+    watch_request = c.build_request("GET", base, params={"watch": "true", "resourceVersion": rv})
+
+    def watch():
+        try:
+            response = c.send(watch_request, stream=True)
+            for line in response.iter_lines():
+                if line:
+                    lines.append(json.loads(line))
+            outcome.append("ended")
+        except Exception as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=watch)
+    thread.start()
+    c.post(base, json={"metadata": {"name": "a"}})
+    assert wait_until(lambda: lines)  # the handler waits on an empty queue now
+    cache = srv.server.cache
+    prefix = f"/registry/core/configmaps/{ns}/"
+
+    async def overflow():
+        (watcher,) = [w for group in cache._watchers.values() for w in group if w.prefix == prefix]
+        watcher.max_pending = 2
+        cached = cache.get(f"{prefix}a")
+        for _ in range(3):  # two queued, and the third finds the queue full: the end marker
+            watcher.offer(("MODIFIED", cached))
+
+    srv.call(overflow())
+    thread.join(30)
+    assert outcome == ["ended"]
+    assert [e["type"] for e in lines] == ["ADDED", "MODIFIED", "MODIFIED"]

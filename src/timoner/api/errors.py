@@ -227,9 +227,9 @@ class UnsupportedMediaType(APIError):
 
 
 class TooManyRequests(APIError):
-    """429: try again later; `Retry-After` tells when."""
+    """429: try again later; `Retry-After` tells when (no header and no `retryAfterSeconds` for None)."""
 
-    def __init__(self, message: str, *, retry_after: int = 1, causes: list[Cause] | None = None) -> None:
+    def __init__(self, message: str, *, retry_after: int | None = 1, causes: list[Cause] | None = None) -> None:
         super().__init__(message, 429, "TooManyRequests", retry_after=retry_after, causes=causes or [])
 
 

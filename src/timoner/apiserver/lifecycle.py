@@ -148,6 +148,10 @@ class Lifecycle:
                 raise
             except errors.NotFound:
                 pass
+            except errors.Conflict:
+                # Another writer got there first (a controller's status write): look again with its version.
+                log.debug("lifecycle %s %s conflicted; retrying", what, key)
+                asyncio.get_running_loop().call_later(0.05, self._enqueue, what, key)
             except Exception:
                 log.exception("lifecycle %s %s failed; retrying", what, key)
                 asyncio.get_running_loop().call_later(0.5, self._enqueue, what, key)

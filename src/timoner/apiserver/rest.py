@@ -27,6 +27,7 @@ from timoner.api.tables import to_table
 from timoner.storage import Compacted, FutureRevision
 
 from ._http import JSON, Request, Response, decode_body, json_response
+from .admission import admit_create
 from .convert import from_storage, needs_conversion
 from .objects import decode_object
 from .store import Store
@@ -339,15 +340,20 @@ class ResourceHandler:
                     initial_count -= 1
                 chunks = [self._render(info, table_info, *item)]
                 # Drain what is already queued into one write.
+                ended = False
                 while not watcher.queue.empty() and len(chunks) < 256:
                     nxt = watcher.queue.get_nowait()
                     if nxt is None:
-                        watcher.offer(None)
+                        # The end marker of a watcher the cache cut off (it offers nothing more, so
+                        # putting the marker back through `offer` would lose it): end after this write.
+                        ended = True
                         break
                     if initial_pending:
                         initial_count -= 1
                     chunks.append(self._render(info, table_info, *nxt))
                 await req.send({"type": "http.response.body", "body": b"".join(chunks), "more_body": True})
+                if ended:
+                    break
         finally:
             self.cache.unwatch(watcher)
             disconnect_task.cancel()
@@ -370,6 +376,7 @@ class ResourceHandler:
     async def create(self, req: Request, info: ResourceInfo, namespace: str | None) -> Response:
         body = await req.json_body()
         obj = decode_object(req, info, body, namespace=namespace, raw=await req.body())
+        await admit_create(self.store, info, obj)
         created = await self.store.create(info, namespace, obj, dry_run=dry_run(req))
         return self._object_response(req, info, created, 201)
 
@@ -441,11 +448,16 @@ class ResourceHandler:
                 '"Foreground", "Background", "Orphan"', "propagationPolicy")], group="meta.k8s.io")
         if options.get("gracePeriodSeconds") is not None and options["gracePeriodSeconds"] < 0:
             options["gracePeriodSeconds"] = 1
+        body_dry_run = options.get("dryRun") or []
+        if not isinstance(body_dry_run, list) or any(v != "All" for v in body_dry_run):
+            raise errors.BadRequest(f'Invalid dry run value: {body_dry_run!r}; supported value: "All"')
         return options
 
     async def delete(self, req: Request, info: ResourceInfo, namespace: str | None, name: str) -> Response:
         options = await self.delete_options(req)
-        result = await self.store.delete(info, namespace, name, options=options, dry_run=dry_run(req))
+        # kubectl's `delete --dry-run=server` says so in the DeleteOptions body, not in the query.
+        result = await self.store.delete(info, namespace, name, options=options,
+                                         dry_run=dry_run(req) or bool(options.get("dryRun")))
         if result.returns_object or not result.deleted:
             return self._object_response(req, info, result.object, 200 if result.deleted else 202)
         meta = result.object.get("metadata", {})
@@ -466,7 +478,7 @@ class ResourceHandler:
             meta = cached.obj["metadata"]
             try:
                 result = await self.store.delete(info, meta.get("namespace"), meta["name"], options=options,
-                                                 dry_run=dry_run(req))
+                                                 dry_run=dry_run(req) or bool(options.get("dryRun")))
             except errors.NotFound:
                 continue
             deleted.append(self.store.served(info, result.object))

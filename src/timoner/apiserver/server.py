@@ -8,6 +8,8 @@ TLS connection once, so that authentication per request is a dict lookup.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import copy
 import gc
 import logging
 import socket
@@ -20,10 +22,11 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from timoner.api import errors
 from timoner.api.registry import BUILTIN, ResourceInfo
-from timoner.storage import Backend, open_backend
+from timoner.storage import Backend, KeyExists, KeyNotFound, open_backend
 
 from . import nodeproxy
 from ._http import User
+from .admission import DEFAULT_STORAGE_CLASS, STORAGE_CLASSES_PREFIX
 from .app import ADMIN, APIApp
 from .certs import ClusterPKI, ensure_pki, write_kubeconfig
 from .lifecycle import PROTECTED_NAMESPACES, Lifecycle
@@ -224,6 +227,25 @@ class APIServer:
                 }, skip_namespace_check=True)
             except errors.AlreadyExists:
                 pass
+        await self._bootstrap_storage_class()
+
+    async def _bootstrap_storage_class(self) -> None:
+        """The default StorageClass `local-path`, made once: a cluster whose admin deleted it, or marked
+        another class default, keeps it that way (a marker key remembers that it was made)."""
+        assert self.store is not None and self.app is not None and self.backend is not None
+        marker = "/timoner/bootstrap/storageclass-local-path"
+        with contextlib.suppress(KeyNotFound):
+            await self.backend.get(marker)
+            return
+        name = DEFAULT_STORAGE_CLASS["metadata"]["name"]
+        if self.cache.get(f"{STORAGE_CLASSES_PREFIX}{name}") is None:
+            try:
+                await self.store.create(self.app.resource("storage.k8s.io", "v1", "storageclasses"), None,
+                                        copy.deepcopy(DEFAULT_STORAGE_CLASS))
+            except errors.AlreadyExists:
+                pass
+        with contextlib.suppress(KeyExists):
+            await self.backend.create(marker, b"{}")
 
     async def _compact_periodically(self, *, every: float = 300.0, keep: int = 10_000) -> None:
         """Forget storage history older than the last `keep` revisions, as kine does every 5 minutes."""

@@ -3,12 +3,12 @@
 `status` is served by the generic handler with `subresource="status"`; the
 ones here speak a different kind than their parent (autoscaling/v1 Scale,
 v1 Binding, policy/v1 Eviction) or are never stored (the self-subject
-reviews, answered allow-all until RBAC is enforced).
+reviews, answered allow-all until RBAC is enforced). Evictions, which ask
+the pod's PodDisruptionBudget first, are `eviction.EvictionHandler`.
 """
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +17,7 @@ from timoner.api.registry import ResourceInfo
 from timoner.api.selectors import label_selector_from_dict
 
 from ._http import Request, Response, User, json_response
+from .eviction import EvictionHandler
 from .rest import apply_patch, dry_run, read_patch
 from .store import Store, now_rfc3339
 
@@ -38,6 +39,7 @@ class Subresources:
     def __init__(self, store: Store, resource: Callable[[str, str, str], ResourceInfo | None]) -> None:
         self.store = store
         self._resource = resource  # (group, version, plural) -> ResourceInfo | None
+        self._evictions = EvictionHandler(store, resource)
 
     # -- scale ---------------------------------------------------------------------------
 
@@ -136,38 +138,7 @@ class Subresources:
     # -- eviction ---------------------------------------------------------------------------
 
     async def eviction(self, req: Request, info: ResourceInfo, namespace: str | None, name: str) -> Response:
-        body = await req.json_body()
-        if not isinstance(body, dict):
-            raise errors.BadRequest("the body of the request must be an Eviction object")
-        pod = await self.store.get(info, namespace, name)
-        phase = (pod.get("status") or {}).get("phase")
-        if phase not in ("Succeeded", "Failed") and not pod["metadata"].get("deletionTimestamp"):
-            pdb_info = self._resource("policy", "v1", "poddisruptionbudgets")
-            labels = pod["metadata"].get("labels") or {}
-            for cached in self.store.cache.list(f"{pdb_info.storage_prefix}{namespace}/"):
-                pdb = cached.obj
-                selector = (pdb.get("spec") or {}).get("selector")
-                if selector is None or not label_selector_from_dict(selector).matches(labels):
-                    continue
-                status = pdb.get("status") or {}
-                if status.get("observedGeneration", 0) < pdb["metadata"].get("generation", 1):
-                    raise errors.TooManyRequests(
-                        "Cannot evict pod as it would violate the pod's disruption budget.",
-                        retry_after=10, causes=[errors.Cause(
-                            "DisruptionBudget",
-                            f"The disruption budget {pdb['metadata']['name']} is still being processed by "
-                            "the server.")])
-                if status.get("disruptionsAllowed", 0) < 1:
-                    raise errors.TooManyRequests(
-                        "Cannot evict pod as it would violate the pod's disruption budget.",
-                        retry_after=10, causes=[errors.Cause(
-                            "DisruptionBudget",
-                            f"The disruption budget {pdb['metadata']['name']} needs "
-                            f"{status.get('desiredHealthy', 0)} healthy pods and has "
-                            f"{status.get('currentHealthy', 0)} currently")])
-        options = copy.deepcopy(body.get("deleteOptions") or {})
-        await self.store.delete(info, namespace, name, options=options, dry_run=dry_run(req))
-        return _success(201)
+        return await self._evictions.evict(req, info, namespace, name)
 
     # -- namespace finalize -------------------------------------------------------------------
 

@@ -37,6 +37,8 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     ctrl = sub.add_parser("controllers", help="run the controller manager (Deployments, ReplicaSets, ...)")
     ctrl.add_argument("--kubeconfig", required=True, type=Path, help="how to reach the API server")
+    ctrl.add_argument("--terminated-pod-gc-threshold", type=int, default=12500,
+                      help="finished pods kept before the oldest are deleted (default 12500; 0 = never)")
     ctrl.add_argument("-v", "--verbose", action="count", default=0)
     sched = sub.add_parser("scheduler", help="run the scheduler (binds pending pods to nodes)")
     sched.add_argument("--kubeconfig", required=True, type=Path, help="how to reach the API server")
@@ -75,7 +77,8 @@ async def _run(args: argparse.Namespace) -> int:
         from timoner.controllers import main as controllers_main
 
         print("timoner controllers: starting (waiting for the leader lease)", flush=True)
-        return await _until_signalled(controllers_main(args.kubeconfig))
+        return await _until_signalled(controllers_main(
+            args.kubeconfig, terminated_pod_gc_threshold=args.terminated_pod_gc_threshold))
     if args.command == "agent":
         from timoner.node.agent import main as agent_main
 

@@ -13,12 +13,18 @@ Layers:
   cache), claiming by `ownerReferences` (`_refs`), pod facts, deletion
   ranking and slow start (`_pods`), Deployment arithmetic
   (`_deployment_util`);
-- controllers: `replicaset` (ReplicaSets and ReplicationControllers) and
-  `deployment`.
+- controllers: `replicaset` (ReplicaSets and ReplicationControllers),
+  `deployment`, `statefulset` and `daemonset` (ControllerRevision history
+  in `_history`, pure helpers in `_stateful_util` and `_daemon_util`),
+  `persistentvolume` (the PV binder), `disruption` (PodDisruptionBudget
+  status), `podgc` (the pod garbage collector),
+  `job`, `cronjob` and `ttlafterfinished` (finished Jobs deleted after
+  their TTL), with pure helpers in `_job_util` and `_cronjob_util`.
 
 Events are posted with `timoner.client.EventRecorder` under upstream's
 component names (`replicaset-controller`, `replication-controller`,
-`deployment-controller`).
+`deployment-controller`, `statefulset-controller`, `daemonset-controller`,
+`persistentvolume-controller`, `controllermanager` for the disruption controller, `job-controller`, `cronjob-controller`).
 """
 
 from ._expectations import Expectations
@@ -33,29 +39,61 @@ from ._framework import (
     controller_ref,
 )
 from ._manager import LEASE_NAME, LEASE_NAMESPACE, LeadershipLost, Manager, main, new_manager
+from .cronjob import CronJobReconciler, new_cronjob_controller
+from .daemonset import DaemonSetReconciler, new_daemonset_controller
 from .deployment import DeploymentReconciler, new_deployment_controller
+from .disruption import (
+    DisruptionReconciler,
+    StalePodDisruptionReconciler,
+    new_disruption_controller,
+    new_stale_pod_disruption_controller,
+)
+from .job import JobReconciler, new_job_controller
+from .persistentvolume import PersistentVolumeReconciler, new_persistentvolume_controller
+from .podgc import TERMINATED_POD_GC_THRESHOLD, PodGCReconciler, new_podgc_controller
 from .replicaset import REPLICA_SET, REPLICATION_CONTROLLER, ReplicaSetReconciler, new_replicaset_controller
+from .statefulset import StatefulSetReconciler, new_statefulset_controller
+from .ttlafterfinished import TTLAfterFinishedReconciler, new_ttl_after_finished_controller
 
 __all__ = [
     "LEASE_NAME",
     "LEASE_NAMESPACE",
     "REPLICATION_CONTROLLER",
     "REPLICA_SET",
+    "TERMINATED_POD_GC_THRESHOLD",
     "Change",
     "Controller",
+    "CronJobReconciler",
+    "DaemonSetReconciler",
     "DeploymentReconciler",
+    "DisruptionReconciler",
     "Expectations",
+    "JobReconciler",
     "LeadershipLost",
     "Manager",
     "Mapper",
+    "PersistentVolumeReconciler",
+    "PodGCReconciler",
     "Reconciler",
     "ReplicaSetReconciler",
     "Request",
     "Result",
     "SharedInformers",
+    "StatefulSetReconciler",
+    "StalePodDisruptionReconciler",
+    "TTLAfterFinishedReconciler",
     "controller_ref",
     "main",
+    "new_cronjob_controller",
+    "new_daemonset_controller",
     "new_deployment_controller",
+    "new_disruption_controller",
+    "new_job_controller",
     "new_manager",
+    "new_persistentvolume_controller",
+    "new_podgc_controller",
     "new_replicaset_controller",
+    "new_stale_pod_disruption_controller",
+    "new_statefulset_controller",
+    "new_ttl_after_finished_controller",
 ]

@@ -61,6 +61,10 @@ class Expectations:
     def expect_deletions(self, key: str, pod_keys: list[str]) -> None:
         self._records[key] = _Record(0, len(pod_keys), self._clock.now(), set(pod_keys))
 
+    def expect(self, key: str, *, creations: int, deletions: list[str]) -> None:
+        """Creates and deletes at once (upstream's SetExpectations), replacing what was pending."""
+        self._records[key] = _Record(creations, len(deletions), self._clock.now(), set(deletions))
+
     def creation_observed(self, key: str) -> None:
         record = self._records.get(key)
         if record is not None:

@@ -28,8 +28,16 @@ from pathlib import Path
 from timoner.client import Client, LeaderElector, load_kubeconfig
 
 from ._framework import Controller, SharedInformers
+from .cronjob import new_cronjob_controller
+from .daemonset import new_daemonset_controller
 from .deployment import new_deployment_controller
+from .disruption import new_disruption_controller, new_stale_pod_disruption_controller
+from .job import new_job_controller
+from .persistentvolume import new_persistentvolume_controller
+from .podgc import TERMINATED_POD_GC_THRESHOLD, new_podgc_controller
 from .replicaset import REPLICATION_CONTROLLER, new_replicaset_controller
+from .statefulset import new_statefulset_controller
+from .ttlafterfinished import new_ttl_after_finished_controller
 
 __all__ = ["LEASE_NAME", "LEASE_NAMESPACE", "LeadershipLost", "Manager", "main", "new_manager"]
 
@@ -96,21 +104,37 @@ class Manager:
                     await task
 
 
-def new_manager(client: Client, **options) -> Manager:
-    """A manager with every controller Timoner has: ReplicaSet, ReplicationController, Deployment."""
+def new_manager(client: Client, *, terminated_pod_gc_threshold: int = TERMINATED_POD_GC_THRESHOLD,
+                **options) -> Manager:
+    """A manager with every controller Timoner has: ReplicaSet, ReplicationController, Deployment, StatefulSet, DaemonSet,
+    Job, CronJob, TTL-after-finished, PersistentVolume, disruption (PodDisruptionBudgets) and the pod garbage collector.
+
+    `terminated_pod_gc_threshold` is kube-controller-manager's `--terminated-pod-gc-threshold`.
+    """
     manager = Manager(client, **options)
     manager.add(new_replicaset_controller(client, manager.informers))
     manager.add(new_replicaset_controller(client, manager.informers, kind=REPLICATION_CONTROLLER))
     manager.add(new_deployment_controller(client, manager.informers))
+    manager.add(new_statefulset_controller(client, manager.informers))
+    manager.add(new_daemonset_controller(client, manager.informers))
+    manager.add(new_job_controller(client, manager.informers))
+    manager.add(new_cronjob_controller(client, manager.informers))
+    manager.add(new_ttl_after_finished_controller(client, manager.informers))
+    manager.add(new_disruption_controller(client, manager.informers))
+    manager.add(new_stale_pod_disruption_controller(client, manager.informers))
+    manager.add(new_podgc_controller(client, manager.informers, terminated_pod_threshold=terminated_pod_gc_threshold))
+    manager.add(new_persistentvolume_controller(client, manager.informers))
     return manager
 
 
-async def main(kubeconfig: Path, *, identity: str | None = None) -> None:
+async def main(kubeconfig: Path, *, identity: str | None = None,
+               terminated_pod_gc_threshold: int = TERMINATED_POD_GC_THRESHOLD) -> None:
     """`timoner controllers --kubeconfig FILE`: run the controller manager until cancelled."""
     async with Client(load_kubeconfig(kubeconfig), user_agent="timoner-controller-manager") as client:
         while True:
             try:
-                await new_manager(client, identity=identity).run()
+                await new_manager(client, identity=identity,
+                                  terminated_pod_gc_threshold=terminated_pod_gc_threshold).run()
                 return
             except LeadershipLost as exc:
                 log.error("%s; starting over as a candidate", exc)

@@ -82,6 +82,10 @@ def _same_status(a: Obj | None, b: Obj | None) -> bool:
     return norm(a) == norm(b)
 
 
+class _InvalidScaleDown(Exception):
+    """A scale-down computed from a stale status would be a scale-up; the rollout waits for the next sync."""
+
+
 class DeploymentReconciler:
     """Reconciles Deployments through their ReplicaSets; see the module docstring."""
 
@@ -460,7 +464,7 @@ class DeploymentReconciler:
         try:
             old_rss, cleaned = await self._cleanup_unhealthy(d, old_rss, max_scaled_down)
             scaled = await self._scale_down_old(d, [*old_rss, new_rs], old_rss)
-        except APIError as exc:
+        except (APIError, _InvalidScaleDown) as exc:
             # As upstream: a failed scale-down is retried on the next sync, not reported as an error.
             log.info("deployment %s/%s: scaling down old replica sets: %s", d["metadata"]["namespace"], _name(d), exc)
             return False
@@ -477,6 +481,12 @@ class DeploymentReconciler:
             if du.replicas(rs) == 0 or du.replicas(rs) == available:
                 continue
             count = min(max_cleanup - total, du.replicas(rs) - available)
+            if count < 0:
+                # More available than wanted: the ReplicaSet was scaled down and its status does not show it
+                # yet. "Cleaning up" would scale it back up, past maxSurge; upstream refuses, and so do we.
+                raise _InvalidScaleDown(f"when cleaning up unhealthy replicas, got invalid request to scale down "
+                                        f"{rs['metadata']['namespace']}/{_name(rs)} {du.replicas(rs)} -> "
+                                        f"{du.replicas(rs) - count}")
             _, old_rss[i] = await self._scale_if_needed(rs, du.replicas(rs) - count, d)
             total += count
         return old_rss, total

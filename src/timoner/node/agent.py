@@ -14,7 +14,10 @@
      to its spec through the `Runtime`, when the agent has one (given, or
      `hollow` built from the config), with the pods' volumes made under
      `root_dir/pods/<uid>/volumes` by a `VolumeManager` (tmpfs only for a
-     runtime that runs real processes, as root).
+     runtime that runs real processes, as root);
+   - `LocalPathProvisioner` (unless `local_path_provisioner` is off): the
+     `rancher.io/local-path` volumes of the claims scheduled here, in
+     `root_dir/local-path`.
 
 If any of them fails for good the others are cancelled and `run` raises.
 Cancelling `run` stops everything and writes nothing on the way out: a
@@ -44,6 +47,7 @@ from .pods import (
     pods_with_volumes,
     remove_pod_volumes,
 )
+from .provisioner import LocalPathProvisioner
 from .registration import register_node
 from .runtime import Runtime, State
 from .runtimes.hollow import HollowRuntime
@@ -80,6 +84,7 @@ class Agent:
         self.pods.add_handler(self._on_pod_add, self._on_pod_update, self._on_pod_delete)
         self.registered = asyncio.Event()
         self.server: NodeServer | None = None
+        self.provisioner: LocalPathProvisioner | None = None
 
     async def run(self) -> None:
         """Register, then heartbeat, report status and watch pods until cancelled."""
@@ -96,6 +101,10 @@ class Agent:
         self.node = await register_node(self.client, config, machine=self.machine, node_ip=node_ip)
         self.lease = NodeLease(self.client, config, node_uid=self.node["metadata"]["uid"])
         self.status = NodeStatusReporter(self.client, config, machine=self.machine, node_ip=node_ip)
+        if config.local_path_provisioner:
+            hostname = (self.node["metadata"].get("labels") or {}).get("kubernetes.io/hostname") or config.node_name
+            self.provisioner = LocalPathProvisioner(self.client, node_name=config.node_name, hostname=hostname,
+                                                    root_dir=config.root_dir)
         if self.runtime is not None:
             allocatable = (self.node.get("status") or {}).get("allocatable") or {}
             network = PodNetwork(node_ip, node_ip, allocatable)
@@ -120,6 +129,8 @@ class Agent:
             group.create_task(self.pods.run(), name=f"pod-informer-{config.node_name}")
             if self.pod_workers is not None:
                 group.create_task(self.pod_workers.run(), name=f"pod-workers-{config.node_name}")
+            if self.provisioner is not None:
+                group.create_task(self.provisioner.run(), name=f"local-path-{config.node_name}")
 
     # Logging only: the pod workers register their own handlers in `run`.
 

@@ -58,6 +58,7 @@ class AgentConfig:
     node_ip: str | None = None
     node_labels: Mapping[str, str] = field(default_factory=dict)
     kubelet_port: int = 10250
+    local_path_provisioner: bool = True  # provision `rancher.io/local-path` claims placed on this node
     max_pods: int = DEFAULT_MAX_PODS
     thresholds: Thresholds = Thresholds()
     lease_duration_seconds: int = 40

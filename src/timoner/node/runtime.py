@@ -1,8 +1,9 @@
 """The seam between the node agent and whatever runs containers: the `Runtime` protocol.
 
 Modelled on Nomad's task driver, but smaller. A runtime knows how to start
-one container, wait for it to exit, stop it, describe it, and find the
-containers it started before the agent restarted. Everything else a pod
+one container, wait for it to exit, stop it, describe it, find the
+containers it started before the agent restarted, and forget a pod that is
+gone (its containers' records and logs). Everything else a pod
 needs (restart policy, probes, ordering of init containers, status writing)
 is the pod worker's business, so each runtime stays small.
 
@@ -159,6 +160,18 @@ class Runtime(Protocol):
 
     async def recover(self) -> list[ContainerState]:
         """Every container this runtime started that still exists, after an agent restart."""
+        ...
+
+    async def remove_pod(self, pod_uid: str) -> None:
+        """Forget a pod that is gone, as CRI's RemovePodSandbox: its containers, which must all have exited,
+        and whatever the runtime keeps for them (records, logs, working directories).
+
+        Raises `RuntimeError` while one of them still runs; a pod the runtime keeps nothing for is a no-op.
+        """
+        ...
+
+    async def pod_uids(self) -> list[str]:
+        """The uids of the pods the runtime keeps anything for, so a restarted agent can remove those gone."""
         ...
 
 

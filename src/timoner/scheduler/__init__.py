@@ -5,20 +5,21 @@ Layers, each usable alone:
 - `Status`, `CycleState` and the extension-point protocols
   (`PreFilterPlugin`, `FilterPlugin`, `ScorePlugin`): the framework's
   vocabulary (`_framework`).
-- `Snapshot` / `NodeInfo` / `Resources` / `pod_requests`: the read-only
-  world of one cycle (`_snapshot`).
+- `Snapshot` / `NodeInfo` / `Resources` / `StorageObjects` /
+  `pod_requests`: the read-only world of one cycle (`_snapshot`).
 - `schedule(pod, snapshot, plugins) -> ScheduleResult`: one cycle, a pure
   function (`_cycle`).
 - `plugins`: NodeName, NodeUnschedulable, NodeAffinity, TaintToleration,
-  NodeResourcesFit, NodeResourcesBalancedAllocation.
+  NodeResourcesFit, VolumeBinding, NodeResourcesBalancedAllocation.
 - `Scheduler` and `main`: informers, queue, assumed pods, binder, events
-  (`_scheduler`).
+  (`_scheduler`); `VolumeBinder`: volume binding before the pod's
+  (`_volumes`).
 """
 
 from ._cycle import NO_NODES_MESSAGE, ScheduleResult, fit_error_message, schedule
 from ._framework import Code, CycleState, FilterPlugin, Plugin, PreFilterPlugin, ScorePlugin, Status
 from ._scheduler import DEFAULT_SCHEDULER_NAME, Scheduler, main
-from ._snapshot import NodeInfo, Resources, Snapshot, occupies_node, pod_requests
+from ._snapshot import NodeInfo, Resources, Snapshot, StorageObjects, occupies_node, pod_requests
 from .plugins import default_plugins
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "Scheduler",
     "Snapshot",
     "Status",
+    "StorageObjects",
     "default_plugins",
     "fit_error_message",
     "main",

@@ -69,6 +69,7 @@ class ScheduleResult:
     scores: Mapping[str, int] = field(default_factory=dict)
     evaluated_nodes: int = 0
     pre_filter_status: Status | None = None
+    state: CycleState | None = None  # what the plugins wrote; the scheduler reads VolumeBinding's plan from it
 
     @property
     def message(self) -> str:
@@ -80,7 +81,7 @@ class ScheduleResult:
 def schedule(pod: Pod, snapshot: Snapshot, plugins: Iterable[object]) -> ScheduleResult:
     """Choose a node for `pod` in `snapshot` with `plugins`; see the module docstring."""
     plugins = list(plugins)
-    state = CycleState()
+    state = CycleState(snapshot=snapshot)
     skipped: set[str] = set()
     for plugin in plugins:
         if not isinstance(plugin, PreFilterPlugin):
@@ -109,4 +110,4 @@ def schedule(pod: Pod, snapshot: Snapshot, plugins: Iterable[object]) -> Schedul
     scores = {info.name: sum(p.weight * p.score(state, pod, info) for p in scorers) for info in feasible}
     # max() keeps the first of equal scores, and feasible is in name order.
     best = max(feasible, key=lambda info: scores[info.name])
-    return ScheduleResult(best.name, statuses, scores, evaluated_nodes=len(snapshot))
+    return ScheduleResult(best.name, statuses, scores, evaluated_nodes=len(snapshot), state=state)

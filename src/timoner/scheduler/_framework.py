@@ -16,7 +16,8 @@ user. `Status.code` follows upstream:
   cycle does not call the plugin's Filter.
 
 `CycleState` carries what a PreFilter computed (for instance the pod's
-summed requests) to the Filter and Score calls of the same cycle; it
+summed requests) to the Filter and Score calls of the same cycle, and
+what the scheduler needs after it (VolumeBinding's per-node plan); it
 lives for one pod's cycle only.
 """
 
@@ -101,9 +102,14 @@ _SKIP = Status(Code.SKIP)
 
 @dataclass(slots=True)
 class CycleState:
-    """Per-cycle scratch space: PreFilter writes, Filter and Score read (keyed by plugin name)."""
+    """Per-cycle scratch space: PreFilter writes, Filter and Score read (keyed by plugin name).
+
+    `snapshot` is the cycle's read-only world, for plugins that look beyond
+    one node (VolumeBinding reads claims, volumes and classes from it).
+    """
 
     data: dict[str, Any] = field(default_factory=dict)
+    snapshot: Any = None
 
     def read(self, key: str) -> Any:
         return self.data.get(key)

@@ -23,6 +23,18 @@ Flow (kube-scheduler's, small):
 Pod updates that touch only status (our own condition patch included) do
 not requeue an unschedulable pod; that is what keeps a failing pod from
 looping.
+
+Volumes (upstream's VolumeBinding PreBind): claims, volumes and
+StorageClasses are watched too, and any change to them retries the
+unschedulable pods. When the chosen node needs volume binding (see
+`plugins.volume_binding`), the binder first writes it: the `claimRef` of
+each static volume chosen (assumed at once, so the next cycle does not
+take it again) and `volume.kubernetes.io/selected-node` on each claim to
+provision; then waits, up to `bind_timeout` (upstream's 600 s), until the
+PV controller (and the provisioner) have bound every claim, and only then
+binds the pod. A failure (a write refused, a claim gone or its
+selected-node taken away, the timeout) puts the pod back in the queue with
+backoff and is a Warning `FailedScheduling`.
 """
 
 from __future__ import annotations
@@ -51,7 +63,8 @@ from timoner.client import (
 
 from ._cycle import schedule
 from ._snapshot import Snapshot, occupies_node
-from .plugins import default_plugins
+from ._volumes import VolumeBinder
+from .plugins import VolumeBinding, VolumePlan, default_plugins
 
 __all__ = ["DEFAULT_SCHEDULER_NAME", "Scheduler", "main"]
 
@@ -80,7 +93,7 @@ class Scheduler:
 
     def __init__(self, client: Client, *, scheduler_name: str = DEFAULT_SCHEDULER_NAME,
                  plugins: Iterable[object] | None = None, initial_backoff: float = 1.0,
-                 max_backoff: float = 10.0, flush_interval: float = 300.0) -> None:
+                 max_backoff: float = 10.0, flush_interval: float = 300.0, bind_timeout: float = 600.0) -> None:
         self.client = client
         self.scheduler_name = scheduler_name
         self.plugins = list(plugins) if plugins is not None else default_plugins()
@@ -89,6 +102,7 @@ class Scheduler:
         self.flush_interval = flush_interval
         self.pods = Informer(client, PODS)
         self.nodes = Informer(client, NODES)
+        self.volumes = VolumeBinder(client, bind_timeout=bind_timeout, on_change=self._retry_unschedulable)
         # Binding errors retry through the queue's own per-key exponential limiter.
         self.queue: WorkQueue[str] = WorkQueue(
             rate_limiter=ExponentialRateLimiter(base=initial_backoff, max_delay=max_backoff))
@@ -105,8 +119,10 @@ class Scheduler:
         self.pods.add_handler(self._on_pod_add, self._on_pod_update, self._on_pod_delete)
         self.nodes.add_handler(self._on_node_add, self._on_node_update)
         informers = [asyncio.create_task(self.pods.run()), asyncio.create_task(self.nodes.run())]
+        informers += [asyncio.create_task(informer.run()) for informer in self.volumes.informers]
         try:
-            await asyncio.gather(self.pods.has_synced.wait(), self.nodes.has_synced.wait())
+            await asyncio.gather(self.pods.has_synced.wait(), self.nodes.has_synced.wait(),
+                                 *(informer.has_synced.wait() for informer in self.volumes.informers))
             log.info("%s: caches synced; scheduling", self.scheduler_name)
             while True:
                 try:
@@ -142,7 +158,7 @@ class Scheduler:
     def snapshot(self) -> Snapshot:
         """Nodes and placed pods from the caches, with assumed pods counted on their nodes."""
         pods = [self._assumed.get(object_key(pod), pod) for pod in self.pods.lister.list()]
-        return Snapshot.build(self.nodes.lister.list(), pods)
+        return Snapshot.build(self.nodes.lister.list(), pods, storage=self.volumes.storage())
 
     # -- informer handlers: quick, synchronous, only queue bookkeeping -----------------------
 
@@ -207,12 +223,26 @@ class Scheduler:
         self._unschedulable.pop(key, None)
         self._attempts.pop(key, None)
         self._assumed[key] = {**pod, "spec": {**pod["spec"], "nodeName": result.node_name}}
-        task = asyncio.create_task(self._bind(key, pod, result.node_name))
+        plan = VolumeBinding.plan(result.state, result.node_name)
+        self.volumes.assume(plan)
+        task = asyncio.create_task(self._bind(key, pod, result.node_name, plan))
         self._bindings.add(task)
         task.add_done_callback(self._bindings.discard)
 
-    async def _bind(self, key: str, pod: Obj, node_name: str) -> None:
+    async def _bind(self, key: str, pod: Obj, node_name: str, plan: VolumePlan | None = None) -> None:
         meta = pod["metadata"]
+        if plan is not None and plan.claims:
+            try:
+                await self.volumes.bind(plan, node_name)
+            except Exception as exc:
+                message = f'running PreBind plugin "VolumeBinding": {exc}'
+                log.warning("%s: binding volumes of %s on %s failed: %s", self.scheduler_name, key, node_name, exc)
+                self.volumes.forget(plan)
+                self._assumed.pop(key, None)
+                self.queue.add_rate_limited(key)
+                await self._event(pod, "Warning", "FailedScheduling", message)
+                return
+            self.volumes.forget(plan)
         binding = {
             "apiVersion": "v1", "kind": "Binding",
             "metadata": {"name": meta["name"], "namespace": meta["namespace"], "uid": meta.get("uid")},

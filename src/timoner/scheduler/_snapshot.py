@@ -1,4 +1,4 @@
-"""The read-only world a scheduling cycle sees: nodes, the pods on them, and their summed requests.
+"""The read-only world a scheduling cycle sees: nodes, the pods on them, their summed requests, and storage.
 
 A `Snapshot` is built from the informers' listers (plus the scheduler's
 assumed pods) once per cycle and never changes afterwards, so the cycle is
@@ -23,7 +23,7 @@ from typing import Any
 
 from timoner.api.quantity import parse_quantity
 
-__all__ = ["NodeInfo", "Resources", "Snapshot", "occupies_node", "pod_requests"]
+__all__ = ["NodeInfo", "Resources", "Snapshot", "StorageObjects", "occupies_node", "pod_requests"]
 
 Obj = dict[str, Any]
 
@@ -164,13 +164,31 @@ def occupies_node(pod: Obj) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
+class StorageObjects:
+    """The claims (by `namespace/name`), volumes and StorageClasses (by name) a cycle sees."""
+
+    claims: Mapping[str, Obj] = field(default_factory=dict)
+    volumes: Mapping[str, Obj] = field(default_factory=dict)
+    classes: Mapping[str, Obj] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, claims: Iterable[Obj] = (), volumes: Iterable[Obj] = (),
+              classes: Iterable[Obj] = ()) -> StorageObjects:
+        def key(obj: Obj) -> str:
+            meta = obj["metadata"]
+            return f"{meta['namespace']}/{meta['name']}" if meta.get("namespace") else meta["name"]
+        return cls({key(c): c for c in claims}, {key(v): v for v in volumes}, {key(c): c for c in classes})
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """Every node, by name, with its placed pods; build with `Snapshot.build(nodes, pods)`."""
 
     node_infos: Mapping[str, NodeInfo] = field(default_factory=dict)
+    storage: StorageObjects = field(default_factory=StorageObjects)
 
     @classmethod
-    def build(cls, nodes: Iterable[Obj], pods: Iterable[Obj]) -> Snapshot:
+    def build(cls, nodes: Iterable[Obj], pods: Iterable[Obj], *, storage: StorageObjects | None = None) -> Snapshot:
         """Nodes plus the pods assigned to them (`spec.nodeName`); pods on unknown nodes are ignored."""
         by_node: dict[str, tuple[Obj, list[Obj]]] = {node["metadata"]["name"]: (node, []) for node in nodes}
         for pod in pods:
@@ -184,7 +202,7 @@ class Snapshot:
                 requested = requested + pod_requests(pod)
                 non_zero = non_zero + pod_requests(pod, non_zero=True)
             infos[name] = NodeInfo(node, tuple(placed_pods), requested, non_zero)
-        return cls(infos)
+        return cls(infos, storage or StorageObjects())
 
     def __len__(self) -> int:
         return len(self.node_infos)

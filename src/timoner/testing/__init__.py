@@ -9,6 +9,7 @@ binary, the official `kubernetes` Python client — while it serves.
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
 import signal
 import ssl
@@ -148,7 +149,8 @@ class TimonerUp:
     """`timoner up` (or `timoner server`) as a user runs it: a subprocess on `data_dir`, stopped with SIGTERM.
 
     `start()` returns once the command printed its `export KUBECONFIG=` line; `output` holds what it
-    printed until then. Use as a context manager, or call `stop()` (which returns the exit code).
+    printed until then, and `tail()` the last lines it printed since (its log: show it when a test
+    fails). Use as a context manager, or call `stop()` (which returns the exit code).
     """
 
     def __init__(self, data_dir: Path, *, command: str = "up", extra: tuple[str, ...] = ()) -> None:
@@ -157,6 +159,7 @@ class TimonerUp:
         self.extra = extra
         self.proc: subprocess.Popen[str] | None = None
         self.output = ""
+        self.recent: collections.deque[str] = collections.deque(maxlen=400)
 
     @property
     def kubeconfig(self) -> Path:
@@ -191,8 +194,12 @@ class TimonerUp:
 
     def _drain(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
-        for _ in self.proc.stdout:
-            pass
+        for line in self.proc.stdout:
+            self.recent.append(line)
+
+    def tail(self, lines: int = 100) -> str:
+        """The last `lines` lines the command printed after it got ready."""
+        return "".join(list(self.recent)[-lines:])
 
     def stop(self, timeout: float = 30) -> int:
         assert self.proc is not None

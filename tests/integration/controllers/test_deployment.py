@@ -21,6 +21,7 @@ from controller_helpers import (
 )
 
 from timoner.client import Informer
+from timoner.controllers import Manager, new_deployment_controller
 
 REVISION = "deployment.kubernetes.io/revision"
 HASH = "pod-template-hash"
@@ -119,6 +120,54 @@ async def test_rolling_update_keeps_availability_and_surge_bounds(cluster, clien
     assert {p["metadata"]["labels"][HASH] for p in pods} == {new["metadata"]["labels"][HASH]}
     messages = [e[2] for e in await events_for(client, namespace, "web") if e[1] == "ScalingReplicaSet"]
     assert f"Scaled down replica set {old['metadata']['name']} from 4 to 3" in messages
+
+
+async def _set_status(client, namespace, rs, available):
+    """Write a ReplicaSet's status as its controller would, `available` pods ready and available."""
+    rs = await client.get(REPLICA_SETS, rs["metadata"]["name"], namespace=namespace)
+    status = {"replicas": available, "fullyLabeledReplicas": available, "readyReplicas": available,
+              "availableReplicas": available, "observedGeneration": rs["metadata"]["generation"]}
+    await client.update(REPLICA_SETS, {**rs, "status": status}, namespace=namespace, subresource="status")
+
+
+async def test_a_lagging_replica_set_status_never_scales_an_old_replica_set_up(bare, client, namespace, eventually):
+    """Only the Deployment controller runs; the test plays the ReplicaSet controller, whose status writes lag.
+
+    The old ReplicaSet was scaled 4 -> 3 and its status still says 4 available when the new one's 2 become
+    available: "cleaning up" the old one's unavailable replicas (3 - 4 = -1) must not scale it back up, past
+    maxSurge; upstream's cleanupUnhealthyReplicas refuses that and the rollout waits for the status.
+    """
+    manager = Manager(client, leader_election=False)
+    manager.add(new_deployment_controller(client, manager.informers))
+    bare.tasks["manager"] = asyncio.create_task(manager.run())
+    spec = {"strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 1}}}
+    await client.create(DEPLOYMENTS, deployment("web", replicas=4, **spec), namespace=namespace)
+
+    async def sizes(*want):
+        sets = await sets_of(client, namespace, "web")
+        return [rs["spec"]["replicas"] for rs in sets] == list(want) and sets
+    (old,) = await eventually(lambda: sizes(4), 30, "revision 1 at 4")
+    await _set_status(client, namespace, old, 4)
+    await eventually(lambda: rollout_complete(client, namespace, "web"), 30, "revision 1 complete")
+    await _patch(client, namespace, "web", _image_patch("busybox:2"))
+    # New at the surge (1), old down by the one unavailable allowed (3), new up to the surge again (2);
+    # there it stops while the new pods are not available.
+    old, new = await eventually(lambda: sizes(3, 2), 30, "old 3, new 2")
+    await _set_status(client, namespace, new, 2)  # the old one's status still says 4 available
+
+    async def seen():
+        d = await client.get(DEPLOYMENTS, "web", namespace=namespace)
+        return d["status"].get("availableReplicas") == 6 and d
+    await eventually(seen, 30, "the Deployment status adding up 4 + 2 available")  # written after scaling
+    assert [rs["spec"]["replicas"] for rs in await sets_of(client, namespace, "web")] == [3, 2]
+
+    await _set_status(client, namespace, old, 3)  # the status catches up: the rollout goes on
+    await eventually(lambda: sizes(1, 4), 30, "old 1, new 4")
+    await _set_status(client, namespace, old, 1)
+    await _set_status(client, namespace, new, 4)
+    await eventually(lambda: sizes(0, 4), 30, "old 0, new 4")
+    await _set_status(client, namespace, old, 0)
+    await eventually(lambda: rollout_complete(client, namespace, "web"), 30, "revision 2 complete")
 
 
 async def test_recreate_removes_every_old_pod_before_creating_new_ones(cluster, client, namespace, eventually):

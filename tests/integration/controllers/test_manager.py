@@ -16,10 +16,15 @@ async def _holder(client):
 
 async def test_controllers_share_one_informer_per_resource(bare):
     manager = await bare.start_manager()
-    plurals = sorted(i.resource.plural for i in manager.informers)
-    assert plurals == ["deployments", "pods", "replicasets", "replicationcontrollers"]
-    assert [c.name for c in manager.controllers] == [
-        "replicaset-controller", "replication-controller", "deployment-controller"]
+    resources = [i.resource for i in manager.informers]
+    assert len(resources) == len(set(resources))  # one informer per resource, however many controllers read it
+    assert {"deployments", "pods", "replicasets", "replicationcontrollers", "poddisruptionbudgets", "nodes",
+            "statefulsets"} <= {r.plural for r in resources}
+    names = [c.name for c in manager.controllers]
+    assert len(names) == len(set(names))
+    assert names[:3] == ["replicaset-controller", "replication-controller", "deployment-controller"]
+    assert {"disruption-controller", "disruption-stale-pod-controller", "pod-garbage-collector"} <= set(names)
+    assert {"job-controller", "cronjob-controller", "ttl-after-finished-controller"} <= set(names)
 
 
 async def test_only_the_leader_acts_and_a_successor_takes_over_when_it_dies(bare, client, namespace, eventually):

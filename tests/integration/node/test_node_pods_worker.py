@@ -13,7 +13,7 @@ from timoner.api.errors import NotFound
 from timoner.client import resource_for
 from timoner.node.agent import Agent
 from timoner.node.pods import PodWorkerConfig
-from timoner.node.runtime import ContainerSpec, State
+from timoner.node.runtime import ContainerSpec, ContainerState, State
 from timoner.node.runtimes.hollow import EXIT_AFTER, EXIT_CODE, IGNORE_SIGTERM, START_ERROR, HollowRuntime
 from timoner.testing import kubectl
 
@@ -90,6 +90,19 @@ def conditions(pod):
 async def specs_of(runtime, pod):
     uid = pod["metadata"]["uid"]
     return [s for s in await runtime.recover() if s.spec.pod_uid == uid]
+
+
+class RemovalsSeen(HollowRuntime):
+    """A hollow runtime that keeps, for each pod the agent had it remove, that pod's containers as they were."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.removed: dict[str, list[ContainerState]] = {}
+
+    async def remove_pod(self, pod_uid: str) -> None:
+        states = [s for s in await self.recover() if s.spec.pod_uid == pod_uid]
+        await super().remove_pod(pod_uid)
+        self.removed[pod_uid] = states
 
 
 async def test_pod_runs_and_kubectl_shows_it_running(api, client, config, node_name, namespace, run_agent,
@@ -309,7 +322,7 @@ async def test_active_deadline_fails_the_pod(client, config, node_name, namespac
 
 async def test_kubectl_delete_stops_containers_and_removes_the_pod(api, client, config, node_name, namespace,
                                                                   run_agent, eventually):
-    runtime = HollowRuntime()
+    runtime = RemovalsSeen()
     await run_agent(config, runtime)
     pod = await client.create(PODS, make_pod("doomed", node_name, annotations={IGNORE_SIGTERM: "true"},
                                              terminationGracePeriodSeconds=3), namespace=namespace)
@@ -321,14 +334,16 @@ async def test_kubectl_delete_stops_containers_and_removes_the_pod(api, client, 
     # kubectl waits for the pod to be gone, so returning at all means the agent completed the delete.
     await asyncio.to_thread(kubectl, api.kubeconfig, "delete", "pod", "doomed", "-n", namespace, "--timeout=30s")
     assert await get_pod(client, namespace, "doomed") is None
-    states = await specs_of(runtime, pod)
-    assert states and all(s.state is State.TERMINATED for s in states)
+    # Then the runtime forgets the pod, whose containers were stopped by then.
+    states = await eventually(lambda: runtime.removed.get(pod["metadata"]["uid"]), what="the pod removed")
+    assert all(s.state is State.TERMINATED for s in states)
     assert {s.exit_code for s in states} == {137}  # ignored SIGTERM, killed when the grace period ended
+    assert await specs_of(runtime, pod) == []
 
 
 async def test_force_deleted_pod_has_its_containers_stopped(client, config, node_name, namespace, run_agent,
                                                             eventually):
-    runtime = HollowRuntime()
+    runtime = RemovalsSeen()
     await run_agent(config, runtime)
     pod = await client.create(PODS, make_pod("forced", node_name), namespace=namespace)
 
@@ -338,16 +353,15 @@ async def test_force_deleted_pod_has_its_containers_stopped(client, config, node
 
     await eventually(started, what="container running")
     await client.delete(PODS, "forced", namespace=namespace, grace_period_seconds=0)
-
-    async def stopped():
-        return all(s.state is State.TERMINATED for s in await specs_of(runtime, pod))
-
-    await eventually(stopped, what="containers stopped")
+    states = await eventually(lambda: runtime.removed.get(pod["metadata"]["uid"]),
+                              what="containers stopped and the pod removed")
+    assert all(s.state is State.TERMINATED for s in states)
+    assert await specs_of(runtime, pod) == []
 
 
 async def test_agent_restart_adopts_running_containers(client, config, node_name, namespace, run_agent,
                                                        stop_agent, eventually):
-    runtime = HollowRuntime()
+    runtime = RemovalsSeen()
     agent = await run_agent(config, runtime)
     crashing = {EXIT_AFTER: "30ms", EXIT_CODE: "1"}
     steady = await client.create(PODS, make_pod("steady", node_name), namespace=namespace)
@@ -381,5 +395,7 @@ async def test_agent_restart_adopts_running_containers(client, config, node_name
     assert cstatus(await get_pod(client, namespace, "steady"))["restartCount"] == 0
     flaky_attempts = sorted(s.spec.attempt for s in await specs_of(runtime, flaky))
     assert flaky_attempts == list(range(len(flaky_attempts)))  # counting went on, no attempt was run twice
-    orphans = await specs_of(runtime, orphan)
+    # The orphan's containers were stopped, then the runtime forgot them, as the new agent recovered.
+    orphans = runtime.removed.get(orphan["metadata"]["uid"])
     assert orphans and all(s.state is State.TERMINATED for s in orphans)
+    assert await specs_of(runtime, orphan) == []

@@ -13,7 +13,9 @@ import asyncio
 import os
 import re
 import signal
+import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -235,6 +237,55 @@ async def test_restarted_agent_learns_exit_codes_and_stops_what_is_left(runtime,
     assert processes_under(tmp_path / "root") == []
     await agent.remove(quick.id)
     assert quick.id not in {state.id for state in await agent.recover()}
+
+
+async def test_remove_pod_takes_its_records_logs_and_directories_once_every_container_exited(runtime, tmp_path):
+    root = tmp_path / "root"
+
+    def files_of(*states) -> list[str]:
+        return sorted(p.name for p in (root / "containers").iterdir() if p.name.split(".")[0] in
+                      {s.id.id for s in states})
+
+    quick = await runtime.start(spec("sh", "-c", "echo quick", name="quick"))
+    slow = await runtime.start(spec("sh", "-c", "trap 'exit 0' TERM; echo slow; while :; do sleep 0.05; done",
+                                    name="slow"))
+    other = await runtime.start(replace(spec("sh", "-c", "echo other"), pod_uid="uid-2"))
+    await bounded(runtime.wait(quick.id))
+    await bounded(runtime.wait(other.id))
+    await wait_for_log(runtime, slow, b"slow")
+    (root / "pods" / "uid-3" / "c").mkdir(parents=True)  # what a container that never started leaves
+    assert await runtime.pod_uids() == ["uid-1", "uid-2", "uid-3"]
+    assert [name.split(".", 1)[1] for name in files_of(quick)] == ["exit", "json", "shim.log"]
+
+    with pytest.raises(RuntimeError, match="still has running containers"):
+        await runtime.remove_pod("uid-1")
+    assert len(files_of(quick, slow)) == 6 and runtime.log_path(quick.spec).exists()  # nothing went
+
+    await bounded(runtime.stop(slow.id, timeout=5))
+    await runtime.remove_pod("uid-1")
+    await runtime.remove_pod("uid-3")
+    assert files_of(quick, slow) == [] and sorted(p.name for p in (root / "pods").iterdir()) == ["uid-2"]
+    with pytest.raises(KeyError):
+        await runtime.inspect(quick.id)
+    assert await runtime.pod_uids() == ["uid-2"]
+    assert [state.id for state in await runtime.another().recover()] == [other.id]  # an agent restart agrees
+    assert b"".join([c async for c in runtime.logs(other.id)]) == b"other\n"
+
+
+async def test_remove_pod_keeps_a_directory_with_something_mounted_below(tmp_path):
+    assert os.geteuid() == 0, "mounting needs root, which this machine's test runs have"
+    runtime = ProcessRuntime(tmp_path)
+    mount_point = tmp_path / "pods" / "uid-1" / "c" / "work"
+    mount_point.mkdir(parents=True)
+    await asyncio.to_thread(subprocess.run, ["mount", "-t", "tmpfs", "tmpfs", str(mount_point)], check=True)
+    try:
+        (mount_point / "data").write_text("not ours to remove")
+        await runtime.remove_pod("uid-1")
+        assert (mount_point / "data").read_text() == "not ours to remove"
+    finally:
+        await asyncio.to_thread(subprocess.run, ["umount", str(mount_point)], check=True)
+    await runtime.remove_pod("uid-1")
+    assert not (tmp_path / "pods" / "uid-1").exists()
 
 
 async def test_exec_runs_inside_the_container_and_returns_its_exit_code(runtime, tmp_path):

@@ -154,6 +154,18 @@ def test_pvc_spec_is_immutable_except_storage_growth():
     assert run(gvk, changed, old) == {(F, "spec")}
 
 
+def test_pvc_without_class_may_be_given_one_once():
+    """Retroactive default StorageClass assignment: nil -> a class is allowed; a class never changes again."""
+    gvk = ("", "v1", "PersistentVolumeClaim")
+    bare = {"metadata": m(), "spec": {k: v for k, v in PVC_SPEC.items() if k != "storageClassName"}}
+    given = {"metadata": m(), "spec": {**bare["spec"], "storageClassName": "local-path"}}
+    other = {"metadata": m(), "spec": {**bare["spec"], "storageClassName": "fast"}}
+    empty = {"metadata": m(), "spec": {**bare["spec"], "storageClassName": ""}}
+    assert run(gvk, given, bare) == set()
+    assert run(gvk, other, given) == {(F, "spec")}
+    assert run(gvk, given, empty) == {(F, "spec")}
+
+
 def test_rolebinding_roleref_is_immutable():
     gvk = (RBAC, "v1", "RoleBinding")
     old = {"metadata": m("b"), "roleRef": {"kind": "Role", "name": "r"}}

@@ -127,3 +127,24 @@ async def test_recover_lists_running_and_exited_containers():
     states = {s.spec.name: s.state for s in await runtime.recover()}
     assert states == {"a": State.RUNNING, "b": State.TERMINATED}
     assert a.id != b.id
+
+
+async def test_remove_pod_forgets_its_exited_containers_and_refuses_running_ones():
+    runtime = HollowRuntime()
+    a = await runtime.start(spec("a"))
+    await runtime.start(spec("b"))
+    other = await runtime.start(ContainerSpec(pod_uid="uid-2", pod_namespace="ns", pod_name="q", name="c",
+                                              image="busybox"))
+    assert await runtime.pod_uids() == ["uid-1", "uid-2"]
+    await runtime.stop(a.id, timeout=1)
+    with pytest.raises(RuntimeError, match="still has running containers"):
+        await runtime.remove_pod("uid-1")
+    assert len(await runtime.recover()) == 3  # nothing was forgotten
+    for state in await runtime.recover():
+        await runtime.stop(state.id, timeout=1)
+    await runtime.remove_pod("uid-1")
+    assert [s.id for s in await runtime.recover()] == [other.id]
+    assert await runtime.pod_uids() == ["uid-2"]
+    with pytest.raises(KeyError):
+        await runtime.inspect(a.id)
+    await runtime.remove_pod("uid-1")  # again, or a pod never seen: nothing to do

@@ -94,6 +94,17 @@ class PodBuilder:
         self._pod["spec"]["schedulerName"] = name
         return self
 
+    def claim(self, claim_name: str, volume: str = "") -> PodBuilder:
+        """Add a `persistentVolumeClaim` volume (named after the claim unless `volume` is given)."""
+        self._pod["spec"].setdefault("volumes", []).append(
+            {"name": volume or claim_name, "persistentVolumeClaim": {"claimName": claim_name}})
+        return self
+
+    def ephemeral(self, volume: str) -> PodBuilder:
+        self._pod["spec"].setdefault("volumes", []).append({"name": volume, "ephemeral": {"volumeClaimTemplate": {
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}}})
+        return self
+
     def terminating(self) -> PodBuilder:
         self._pod["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
         return self

@@ -17,8 +17,18 @@ from typing import Any
 
 from timoner.api.errors import Cause
 from timoner.api.validation._cron import cron_errors
-from timoner.api.validation._field import Path, invalid, not_supported, required
+from timoner.api.validation._field import (
+    Path,
+    Raw,
+    _cause,
+    duplicate,
+    invalid,
+    not_supported,
+    required,
+    too_many,
+)
 from timoner.api.validation._meta import immutable, nonnegative, selector_matches, validate_label_selector
+from timoner.api.validation._names import is_qualified_name
 from timoner.api.validation._pod import validate_pod_template
 
 __all__ = ["validate_cron_job", "validate_job"]
@@ -52,6 +62,15 @@ def _job_spec(spec: dict, path: Path) -> list[Cause]:
             if parallelism is not None and parallelism > _MAX_PARALLELISM_INDEXED:
                 causes.append(invalid(path.child("parallelism"), parallelism,
                                       f"must be less than or equal to {_MAX_PARALLELISM_INDEXED} when completion mode is Indexed"))
+    if spec.get("maxFailedIndexes") is not None:
+        causes.extend(nonnegative(spec["maxFailedIndexes"], path.child("maxFailedIndexes")))
+        if spec.get("backoffLimitPerIndex") is None:
+            causes.append(required(path.child("backoffLimitPerIndex"), "when maxFailedIndexes is specified"))
+        elif spec.get("completions") is not None and spec["maxFailedIndexes"] > spec["completions"]:
+            causes.append(invalid(path.child("maxFailedIndexes"), spec["maxFailedIndexes"],
+                                  "must be less than or equal to completions"))
+    if isinstance(spec.get("podFailurePolicy"), dict):
+        causes.extend(_pod_failure_policy(spec, path.child("podFailurePolicy")))
     replacement = spec.get("podReplacementPolicy")
     if replacement is not None:
         allowed = ("Failed",) if spec.get("podFailurePolicy") is not None else ("TerminatingOrFailed", "Failed")
@@ -65,6 +84,90 @@ def _job_spec(spec: dict, path: Path) -> list[Cause]:
     elif restart == "OnFailure" and spec.get("podFailurePolicy") is not None:
         causes.append(invalid(path.child("template", "spec", "restartPolicy"), restart,
                               "only \"Never\" is supported when podFailurePolicy is specified"))
+    return causes
+
+
+_ACTIONS = ("Count", "FailIndex", "FailJob", "Ignore")
+_OPERATORS = ("In", "NotIn")
+_STATUSES = ("False", "True", "Unknown")
+
+
+def _pod_failure_policy(spec: dict, path: Path) -> list[Cause]:
+    """`validatePodFailurePolicy`: rules, their actions, exit-code and pod-condition requirements."""
+    causes: list[Cause] = []
+    rules = spec["podFailurePolicy"].get("rules") or []
+    rules_path = path.child("rules")
+    if len(rules) > 20:
+        causes.append(too_many(rules_path, len(rules), 20))
+    pod_spec = (spec.get("template") or {}).get("spec") or {}
+    names = {c.get("name") for c in (pod_spec.get("containers") or []) + (pod_spec.get("initContainers") or [])}
+    for i, rule in enumerate(rules):
+        rule_path = rules_path.index(i)
+        action = rule.get("action") or ""
+        if not action:
+            causes.append(required(rule_path.child("action"), 'valid values: ["Count" "FailIndex" "FailJob" "Ignore"]'))
+        elif action == "FailIndex" and spec.get("backoffLimitPerIndex") is None:
+            causes.append(invalid(rule_path.child("action"), action, "requires the backoffLimitPerIndex to be set"))
+        elif action not in _ACTIONS:
+            causes.append(not_supported(rule_path.child("action"), action, _ACTIONS))
+        on_codes, on_conditions = rule.get("onExitCodes"), rule.get("onPodConditions") or []
+        if on_codes is not None:
+            causes.extend(_on_exit_codes(on_codes, rule_path.child("onExitCodes"), names))
+        if on_conditions:
+            causes.extend(_on_pod_conditions(on_conditions, rule_path.child("onPodConditions")))
+        if on_codes is not None and on_conditions:
+            causes.append(_cause("FieldValueInvalid", rule_path, "Invalid value",
+                                 "specifying both OnExitCodes and OnPodConditions is not supported"))
+        if on_codes is None and not on_conditions:
+            causes.append(_cause("FieldValueInvalid", rule_path, "Invalid value",
+                                 "specifying one of OnExitCodes and OnPodConditions is required"))
+    return causes
+
+
+def _on_exit_codes(requirement: dict, path: Path, names: set) -> list[Cause]:
+    causes: list[Cause] = []
+    operator = requirement.get("operator") or ""
+    if not operator:
+        causes.append(required(path.child("operator"), 'valid values: ["In" "NotIn"]'))
+    elif operator not in _OPERATORS:
+        causes.append(not_supported(path.child("operator"), operator, _OPERATORS))
+    container = requirement.get("containerName")
+    if container is not None and container not in names:
+        causes.append(invalid(path.child("containerName"), container,
+                              "must be one of the container or initContainer names in the pod template"))
+    values = requirement.get("values") or []
+    values_path = path.child("values")
+    shown = Raw("[]int32{" + ", ".join(str(v) for v in values) + "}")
+    if not values:
+        causes.append(invalid(values_path, shown, "at least one value is required"))
+    elif len(values) > 255:
+        causes.append(too_many(values_path, len(values), 255))
+    else:
+        seen: set = set()
+        for j, value in enumerate(values):
+            if operator == "In" and value == 0:
+                causes.append(invalid(values_path.index(j), value, "must not be 0 for the In operator"))
+            if value in seen:
+                causes.append(duplicate(values_path.index(j), value))
+            seen.add(value)
+        if any(a > b for a, b in zip(values, values[1:], strict=False)):
+            causes.append(invalid(values_path, shown, "must be ordered"))
+    return causes
+
+
+def _on_pod_conditions(patterns: list, path: Path) -> list[Cause]:
+    if len(patterns) > 20:
+        return [too_many(path, len(patterns), 20)]
+    causes: list[Cause] = []
+    for j, pattern in enumerate(patterns):
+        kind = pattern.get("type") or ""
+        for message in is_qualified_name(kind):
+            causes.append(invalid(path.index(j).child("type"), kind, message))
+        status = pattern.get("status") or ""
+        if not status:
+            causes.append(required(path.index(j).child("status"), 'valid values: ["False" "True" "Unknown"]'))
+        elif status not in _STATUSES:
+            causes.append(not_supported(path.index(j).child("status"), status, _STATUSES))
     return causes
 
 

@@ -1,7 +1,8 @@
 """PersistentVolume, PersistentVolumeClaim and StorageClass validation.
 
 Claims are immutable after creation except for growing the storage request
-(and the binder setting `volumeName` once); volumes keep their source
+(and the binder setting `volumeName` once, and a class given to a claim
+that had none); volumes keep their source
 forever; a StorageClass keeps its provisioner, parameters, reclaim policy
 and binding mode. Messages follow upstream `ValidatePersistentVolume*` and
 `pkg/apis/storage/validation`.
@@ -88,6 +89,10 @@ def validate_pvc(obj: dict, old: dict | None) -> list[Cause]:
         # The binder sets volumeName once.
         new_cmp.pop("volumeName", None)
         old_cmp.pop("volumeName", None)
+    if old_spec.get("storageClassName") is None:
+        # Retroactive default StorageClass assignment: a claim without a class may be given one, once.
+        new_cmp.pop("storageClassName", None)
+        old_cmp.pop("storageClassName", None)
     if new_cmp != old_cmp:
         causes.append(forbidden(Path("spec"), "spec is immutable after creation except resources.requests and "
                                 "volumeAttributesClassName for bound claims\n" + diff_summary(old_cmp, new_cmp)))

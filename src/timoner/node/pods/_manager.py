@@ -11,7 +11,11 @@ hands each pod's containers to its worker (which adopts them without
 restarting) and stops the containers of pods no longer bound here. Until
 then handler calls are ignored: the informer's store is read in full once
 recovery is done. Volume directories of pods no longer bound here (and not
-running) are torn down then too (`VolumeManager.teardown`).
+running) are torn down then too (`VolumeManager.teardown`), and the
+runtime forgets those pods (`Runtime.remove_pod`: their containers'
+records and logs), as kubelet's garbage collection does for pods deleted
+while it was down. A worker does the same for its pod once its deletion
+completed.
 """
 
 from __future__ import annotations
@@ -96,6 +100,27 @@ class PodWorkers:
 
     # -- the loop -------------------------------------------------------------------------
 
+    async def _remove_gone_pods(self, still_running: set[str]) -> None:
+        """After recovery: the volumes, and what the runtime keeps (records, logs), of pods no longer here."""
+
+        def here(uid: str) -> bool:
+            # Asked just before each removal: pods keep arriving meanwhile. A worker finishing a delete
+            # (`gone-<uid>`) cleans up after itself.
+            return uid in self.workers or f"gone-{uid}" in self._tasks or uid in still_running
+
+        if self.volumes is not None:
+            for uid in self.volumes.pods_on_disk():
+                if not here(uid):
+                    await self.volumes.teardown(uid)
+        for uid in await self.runtime.pod_uids():
+            if here(uid):
+                continue
+            log.info("removing the containers and logs of pod %s, no longer bound here", uid)
+            try:
+                await self.runtime.remove_pod(uid)
+            except Exception as exc:
+                log.warning("could not remove the containers of pod %s: %s", uid, exc)
+
     async def run(self) -> None:
         """Recover, start a worker per bound pod, then keep them running until cancelled."""
         try:
@@ -108,6 +133,7 @@ class PodWorkers:
                 self.on_add(pod)
             orphans = [s for states in self._recovered.values() for s in states if s.state is State.RUNNING]
             self._recovered.clear()
+            still_running: set[str] = set()
             if orphans:
                 log.info("stopping %d containers of pods no longer bound here", len(orphans))
                 results = await asyncio.gather(*(self.runtime.stop(s.id, ORPHAN_GRACE_SECONDS) for s in orphans),
@@ -115,11 +141,8 @@ class PodWorkers:
                 for state, result in zip(orphans, results, strict=True):
                     if isinstance(result, BaseException):
                         log.warning("could not stop orphaned container %s: %s", state.id, result)
-            if self.volumes is not None:
-                still_running = {s.spec.pod_uid for s, r in zip(orphans, results, strict=True)
-                                 if isinstance(r, BaseException)} if orphans else set()
-                for uid in set(self.volumes.pods_on_disk()) - set(self.workers) - still_running:
-                    await self.volumes.teardown(uid)
+                        still_running.add(state.spec.pod_uid)
+            await self._remove_gone_pods(still_running)
             self.recovered.set()
             await asyncio.Event().wait()  # workers run in their own tasks; this only holds them
         finally:

@@ -21,7 +21,14 @@ volume is its host path. The sources served:
 - `hostPath`: upstream's `type` checks (`Directory`, `DirectoryOrCreate`,
   `File`, `FileOrCreate`, `Socket`, `CharDevice`, `BlockDevice`).
 
-Any other source (persistentVolumeClaim, nfs, ...) fails to mount.
+- `persistentVolumeClaim`: the claim must be Bound; its volume's
+  `hostPath` (with its `type` checks) or `local` path is what the
+  containers mount, as kubelet mounts such volumes in place, read-only
+  when the pod's volume says `readOnly`. A claim that is missing or not
+  yet bound keeps the pod waiting (`error processing PVC ns/name: PVC is
+  not bound`), as kubelet's volume manager does.
+
+Any other source (nfs, ephemeral, ...) fails to mount.
 
 `setup(pod)` makes or refreshes every volume of a pod, recording each
 failure as a Warning `FailedMount` event on the pod in upstream's words
@@ -91,6 +98,8 @@ log = logging.getLogger("timoner.node.volumes")
 CONFIGMAPS = resource_for("v1", "ConfigMap")
 SECRETS = resource_for("v1", "Secret")
 SERVICEACCOUNTS = resource_for("v1", "ServiceAccount")
+PERSISTENT_VOLUME_CLAIMS = resource_for("v1", "PersistentVolumeClaim")
+PERSISTENT_VOLUMES = resource_for("v1", "PersistentVolume")
 
 PLUGIN_DIRS = {
     "emptyDir": "kubernetes.io~empty-dir",
@@ -353,6 +362,7 @@ class VolumeManager:
         self.recorder = recorder
         self.mount_tmpfs = os.geteuid() == 0 if mount_tmpfs is None else mount_tmpfs
         self._tokens: dict[tuple[str, str, str], _Token] = {}
+        self._claim_paths: dict[tuple[str, str], str] = {}  # (pod uid, volume) -> the bound volume's host path
         self._told_unsupported: set[tuple[str, str, str]] = set()
 
     def pod_dir(self, uid: str) -> Path:
@@ -390,6 +400,10 @@ class VolumeManager:
         if kind == "hostPath":
             await asyncio.to_thread(_check_host_path, source.get("path", ""), source.get("type") or "")
             return
+        if kind == "persistentVolumeClaim":
+            path = await self._claim_path(pod, source.get("claimName", ""))
+            self._claim_paths[(pod["metadata"]["uid"], volume.get("name", ""))] = path
+            return
         if kind not in PLUGIN_DIRS:
             raise VolumeError(f"no volume plugin matched: this node agent does not serve {kind or 'empty'} volumes")
         path = self.volume_dir(pod["metadata"]["uid"], kind, volume.get("name", ""))
@@ -419,6 +433,42 @@ class VolumeManager:
         if kind in _ON_TMPFS and self.mount_tmpfs:
             _mount_tmpfs(path, None)
         return write_payload(path, payload)
+
+    async def _claim_path(self, pod: Obj, claim_name: str) -> str:
+        """The host path of the volume bound to the claim; upstream's messages when there is none yet."""
+        namespace = pod["metadata"].get("namespace", "")
+        what = f"error processing PVC {namespace}/{claim_name}"
+        try:
+            claim = await self.client.get(PERSISTENT_VOLUME_CLAIMS, claim_name, namespace=namespace)
+        except APIError as error:
+            raise VolumeError(f"{what}: failed to fetch PVC from API server: {error}") from None
+        if claim["metadata"].get("deletionTimestamp"):
+            raise VolumeError(f"{what}: can't start pod because PVC is being deleted")
+        volume_name = (claim.get("spec") or {}).get("volumeName")
+        if not volume_name or (claim.get("status") or {}).get("phase") != "Bound":
+            raise VolumeError(f"{what}: PVC is not bound")
+        try:
+            volume = await self.client.get(PERSISTENT_VOLUMES, volume_name)
+        except APIError as error:
+            raise VolumeError(f"{what}: failed to fetch PV {volume_name} from API server: {error}") from None
+        spec = volume.get("spec") or {}
+        ref_uid = (spec.get("claimRef") or {}).get("uid")
+        if ref_uid != claim["metadata"].get("uid"):
+            raise VolumeError(f"{what}: found PV object {volume_name} but its ClaimRef UID is {ref_uid or ''}, "
+                              f"expected {claim['metadata'].get('uid')}")
+        if spec.get("hostPath"):
+            path = spec["hostPath"].get("path", "")
+            await asyncio.to_thread(_check_host_path, path, spec["hostPath"].get("type") or "")
+            return path
+        if spec.get("local"):
+            path = spec["local"].get("path", "")
+            if not await asyncio.to_thread(os.path.exists, path):
+                raise VolumeError(f'path "{path}" does not exist')
+            return path
+        source = next((key for key, value in spec.items() if isinstance(value, dict) and key not in (
+            "capacity", "claimRef", "nodeAffinity")), "")
+        raise VolumeError(f"no volume plugin matched: this node agent does not serve {source or 'empty'} volumes "
+                          f"(persistent volume {volume_name})")
 
     async def _payload(self, pod: Obj, name: str, kind: str, source: Obj) -> dict[str, FileProjection]:
         namespace = pod["metadata"].get("namespace", "")
@@ -533,6 +583,8 @@ class VolumeManager:
             kind = volume_kind(volume)
             if kind == "hostPath":
                 host = (volume.get("hostPath") or {}).get("path", "")
+            elif kind == "persistentVolumeClaim" and (uid, name) in self._claim_paths:
+                host = self._claim_paths[(uid, name)]
             elif kind in PLUGIN_DIRS:
                 host = str(self.volume_dir(uid, kind, name))
             else:
@@ -542,7 +594,8 @@ class VolumeManager:
                 sub_path = expand(volume_mount["subPathExpr"], env.get)
             if sub_path:
                 host = _resolve_sub_path(host, sub_path, mount=name, container=cname)
-            read_only = bool(volume_mount.get("readOnly")) or kind in READ_ONLY_KINDS
+            read_only = (bool(volume_mount.get("readOnly")) or kind in READ_ONLY_KINDS
+                         or bool((volume.get("persistentVolumeClaim") or {}).get("readOnly")))
             out.append(Mount(host_path=host, container_path=volume_mount.get("mountPath", ""), read_only=read_only,
                              sub_path=sub_path))
         return tuple(out)
@@ -557,5 +610,7 @@ class VolumeManager:
         """Unmount and remove the pod's volumes (its containers must be gone); keeps what cannot be unmounted."""
         for key in [k for k in self._tokens if k[0] == uid]:
             del self._tokens[key]
+        for key in [k for k in self._claim_paths if k[0] == uid]:
+            del self._claim_paths[key]
         self._told_unsupported = {k for k in self._told_unsupported if k[0] != uid}
         await asyncio.to_thread(remove_pod_volumes, self.pod_dir(uid))

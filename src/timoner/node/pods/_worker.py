@@ -46,7 +46,10 @@ timer (back-off, retry, active deadline) is due.
   pod's grace period (Normal `Killing` "Stopping container c"), write the
   final status, then finish the delete with `gracePeriodSeconds=0` and a
   uid precondition. A pod gone from the informer (force-deleted) only has
-  its containers stopped.
+  its containers stopped. Either way the runtime then forgets the pod
+  (`Runtime.remove_pod`: the containers' records, logs and working
+  directories), as kubelet's garbage collection removes a deleted pod's
+  containers and logs.
 - Events about containers are core/v1 Events from `kubelet`, with the
   container's `fieldPath` (`ContainerLifecycle.event`).
 
@@ -463,19 +466,25 @@ class PodWorker:
     async def _delete(self) -> float | None:
         await self._stop_all(self._grace(deleting=True))
         await self._teardown_volumes()
-        if self._removed:
-            self.finished.set()
-            return None
-        meta = self.pod["metadata"]
-        with contextlib.suppress(NotFound, Conflict):
-            await self._write_status(deleting=True)
-        try:
-            await self.client.delete(PODS, meta["name"], namespace=meta["namespace"], grace_period_seconds=0,
-                                     preconditions={"uid": self.uid})
-        except (NotFound, Conflict):
-            pass  # already gone, or a new pod with the same name: ours is gone either way
+        if not self._removed:
+            meta = self.pod["metadata"]
+            with contextlib.suppress(NotFound, Conflict):
+                await self._write_status(deleting=True)
+            try:
+                await self.client.delete(PODS, meta["name"], namespace=meta["namespace"], grace_period_seconds=0,
+                                         preconditions={"uid": self.uid})
+            except (NotFound, Conflict):
+                pass  # already gone, or a new pod with the same name: ours is gone either way
+        await self._remove_from_runtime()
         self.finished.set()
         return None
+
+    async def _remove_from_runtime(self) -> None:
+        """The pod is gone: the runtime forgets its containers and their files (kubelet's container GC)."""
+        try:
+            await self.runtime.remove_pod(self.uid)
+        except Exception as exc:  # a container that would not stop: a restarted agent removes it later
+            log.warning("pod %s: could not remove its containers from the runtime: %s", self._name, exc)
 
     # -- status ---------------------------------------------------------------------------
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import struct
 from collections.abc import AsyncIterator
 
 from . import _process_stdio as stdio
+from ._process_shim import short_path
 
 __all__ = ["ProcessAttachSession", "open_attach"]
 
@@ -65,8 +65,8 @@ class ProcessAttachSession:
 
 async def open_attach(path: str, *, stdin: bool, closes_stdin: bool) -> ProcessAttachSession:
     """Attach through the socket at `path`; raises `OSError` when nothing listens there."""
-    with stdio.short_path(path) as address:
+    with short_path(path) as address:
         reader, writer = await asyncio.open_unix_connection(address)
-    writer.write(stdio.encode(stdio.HELLO, json.dumps({"stdin": stdin}).encode()))
+    writer.write(stdio.encode(stdio.HELLO, bytes([stdio.HELLO_STDIN if stdin else 0])))
     await writer.drain()
     return ProcessAttachSession(reader, writer, closes_stdin=closes_stdin)

@@ -1,83 +1,80 @@
 """The process runtime's shim: the small program that owns one container's process for its whole life.
 
-The agent never runs a container directly; it starts this file as a script
-(`python -I _process_shim.py <config JSON>`, standard library only, so it
-does not import Timoner) in a session of its own. The shim outlives the
-agent, which is what lets an agent restart without touching its pods:
+The agent never runs a container directly; it starts a shim for it in a
+session of its own: `python -I -S -c <LAUNCH> <state>` (see `command`).
+The launch code puts this file's directory on `sys.path`, imports this
+module (so its bytecode comes from `__pycache__`; a script would be
+compiled at every start) and calls `main`. `<state>` is
+`<root>/containers/<id>`, the prefix of the container's exit file and
+attach socket (and what names the shim in `ps`); the rest of its
+configuration (argv, env, paths, mounts, ...) arrives on stdin as one
+`marshal`led dict, which keeps the environment out of `ps` too. Standard
+library only: it does not import Timoner. The shim outlives the agent,
+which is what lets an agent restart without touching its pods:
 
 - it sets itself as a *child subreaper*, so a background process the
   container forks and orphans is re-parented to the shim, not to init, and
   can be found and killed when the container ends;
-- with namespaces (the agent runs as root), it unshares mount, UTS, IPC and
-  PID namespaces, sets the hostname to the pod's name, and its one child
-  becomes PID 1 of the new PID namespace with a fresh `/proc` mounted; when
-  that PID 1 exits the kernel kills everything else in the namespace;
-- with namespaces, it binds each volume (`mounts`) at its container path,
-  read-only when asked, inside that private mount namespace only (see
-  `_prepare_mounts`: a container path the host lacks is made on a private
-  tmpfs laid over its nearest existing ancestor, so nothing is ever
-  created on the host's own filesystem);
+- with namespaces (the agent runs as root), it unshares a PID namespace for
+  its one child, which becomes PID 1 there and, between fork and exec
+  (`_process_init`, imported by that child only), takes mount, UTS and IPC
+  namespaces of its own, sets the hostname to the pod's name, binds each
+  volume (`mounts`) at its container path, and mounts a fresh `/proc`; when
+  that PID 1 exits the kernel kills everything else in the namespace. The
+  shim itself stays in the host's namespaces;
 - it relays the container's stdout and stderr into the per-container log
   file in the CRI format (`<RFC3339Nano> stdout|stderr F|P <line>`), so
   logs keep flowing while no agent is running;
-- it serves the container's stdio socket (`_process_stdio.py`, loaded by
-  path beside this file) for `kubectl attach`: live output to every
-  attached client, and their input to the container's stdin, a pipe it
-  keeps open (`stdin: true`); with `tty: true` the container gets a
-  pseudo-terminal as its controlling terminal and stdin/stdout/stderr,
-  and the shim relays the terminal's output and resizes it;
+- it listens on the container's stdio socket for `kubectl attach` from the
+  start, and serves it (`_process_stdio`, loaded at the first attach) with
+  live output to every attached client and their input to the container's
+  stdin, a pipe it keeps open (`stdin: true`); with `tty: true` the
+  container gets a pseudo-terminal as its controlling terminal and
+  stdin/stdout/stderr, and the shim relays the terminal's output;
 - when the container's main process exits, it kills whatever it left
   behind, waits for the log relays to drain, and writes the exit code to
-  a file atomically: a re-adopting agent cannot `wait()` for a process that
-  is not its child, but it can read that file.
+  `<state>.exit` atomically (`{"exit_code": ..., "finished_at": ...}`): a
+  re-adopting agent cannot `wait()` for a process that is not its child,
+  but it can read that file.
 
-The shim reports back to the agent once, on its stdout: one JSON line,
-`{"pid": ...}` (the container's host PID) or `{"error": "..."}` when the
-process could not be started. The agent reads the PID's start time from its
-own `/proc`: with namespaces, the shim's `/proc` is the container's.
+It reports back to the agent once, one line on its stdout: `pid <n>` (the
+container's host PID) or `error <message>` when the process could not be
+started.
+
+Every container pays for its shim, in start-up CPU and in memory for its
+whole life (`docs/BENCHMARKS.md`), so the shim keeps its imports to what
+its steady state needs: no `site` (`-S`), `marshal` rather than `json`,
+`os.fork` and `execve` rather than `subprocess`, `select.poll` rather than
+`selectors`, `_signal` and `_socket` rather than `signal` and `socket`
+(whose enums import `enum`), and a three-line binding of `_ctypes` for the
+system calls Python 3.11 lacks rather than `ctypes`. What only the
+container's child needs (namespaces, mounts) lives in `_process_init`.
 """
 
-from __future__ import annotations
-
-import contextlib
-import ctypes
-import errno as errnos
-import fcntl
-import functools
-import importlib.util
-import json
+import _signal
+import _socket
+import marshal
 import os
-import pty
-import selectors
-import signal
-import stat
-import subprocess
+import select
 import sys
-import termios
 import time
 
 PR_SET_CHILD_SUBREAPER = 36
-CLONE_NEWNS = 0x00020000
-CLONE_NEWUTS = 0x04000000
-CLONE_NEWIPC = 0x08000000
 CLONE_NEWPID = 0x20000000
-MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 2, 4, 8, 0x4000, 1 << 18
-MS_RDONLY, MS_REMOUNT, MS_NOATIME, MS_NODIRATIME, MS_BIND, MS_MOVE, MS_RELATIME = 1, 32, 1024, 2048, 4096, 8192, 1 << 21
-MNT_DETACH = 2
-# statvfs f_flag bits (ST_*) -> the mount flags a read-only remount must keep.
-_KEPT_FLAGS = ((os.ST_NOSUID, MS_NOSUID), (os.ST_NODEV, MS_NODEV), (os.ST_NOEXEC, MS_NOEXEC),
-               (os.ST_NOATIME, MS_NOATIME), (os.ST_NODIRATIME, MS_NODIRATIME), (os.ST_RELATIME, MS_RELATIME))
 
 # Kubelet splits longer lines into partial (`P`) entries of this size, as containerd does.
 MAX_LINE = 16 * 1024
+# The frame kinds of container output on the stdio socket (`_process_stdio`), here so the relays need not load it.
+STDOUT, STDERR = 1, 2
 
-_libc = ctypes.CDLL(None, use_errno=True)
+# What the agent runs after `python -I -S -c`, with this directory in it: see `command`.
+LAUNCH = "import sys; sys.path.insert(0, {directory!r}); import _process_shim; sys.exit(_process_shim.main())"
 
 
-def _check(result: int, what: str) -> None:
-    if result != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, f"{what}: {os.strerror(errno)}")
+def command(python: str, state: str) -> list[str]:
+    """The argv that starts a shim for the container whose records start with `state` (`<root>/containers/<id>`)."""
+    launch = LAUNCH.format(directory=os.path.dirname(os.path.abspath(__file__)))
+    return [python, "-I", "-S", "-c", launch, state]
 
 
 def process_start_time(pid: int) -> int | None:
@@ -99,12 +96,96 @@ def timestamp(ns: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{fraction:09d}Z"
 
 
-class _Relay:
-    """Turns one output pipe's bytes into CRI log entries; `tap` sees every chunk first (attached clients)."""
+class short_path:  # noqa: N801 - used as a function: `with short_path(path) as address:`
+    """`path` as an address `bind` and `connect` accept: unix socket paths end at 107 bytes, state dirs may not.
 
-    def __init__(self, fd: int, stream: bytes, log_fd: int, tap=None) -> None:
-        self.fd, self.stream, self.log_fd, self.tap = fd, stream, log_fd, tap
+    A longer path is reached through `/proc/self/fd/<dir>/<name>`, with its directory held open meanwhile.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._directory: int | None = None
+
+    def __enter__(self) -> str:
+        if len(self._path.encode()) < 100:
+            return self._path
+        self._directory = os.open(os.path.dirname(self._path) or ".", os.O_PATH | os.O_CLOEXEC)
+        return f"/proc/self/fd/{self._directory}/{os.path.basename(self._path)}"
+
+    def __exit__(self, *_exc: object) -> None:
+        if self._directory is not None:
+            os.close(self._directory)
+            self._directory = None
+
+
+class Libc:
+    """The C library calls Python 3.11's `os` lacks (prctl, unshare, mount, umount2, sethostname).
+
+    Bound through `_ctypes` as `ctypes.CDLL` does it; importing `ctypes`
+    itself would cost every shim ~2 ms and ~0.2 MB more. Arguments are ints,
+    bytes or None, results C ints.
+    """
+
+    def __init__(self) -> None:
+        import _ctypes
+
+        class Int(_ctypes._SimpleCData):
+            _type_ = "i"
+
+        class Function(_ctypes.CFuncPtr):
+            _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
+            _restype_ = Int
+
+        self._handle = _ctypes.dlopen(None)  # the name `CFuncPtr((name, library))` looks for
+        self._function = Function
+        self._errno = _ctypes.get_errno
+
+    def call(self, name: str, *args: int | bytes | None) -> int:
+        """`name(*args)`; on failure (non-zero) see `errno`."""
+        return self._function((name, self))(*args)
+
+    def errno(self) -> int:
+        return self._errno()
+
+    def check(self, what: str, name: str, *args: int | bytes | None) -> None:
+        """`name(*args)`, raising `OSError("<what>: <strerror>")` when it fails."""
+        if self.call(name, *args) != 0:
+            errno = self._errno()
+            raise OSError(errno, f"{what}: {os.strerror(errno)}")
+
+
+class Poller:
+    """`select.poll` with a handler per descriptor, called with the event mask; `_process_stdio` registers on it too."""
+
+    def __init__(self) -> None:
+        self._poll = select.poll()
+        self._handlers: dict = {}
+
+    def register(self, fd: int, events: int, handler) -> None:
+        self._poll.register(fd, events)
+        self._handlers[fd] = handler
+
+    def modify(self, fd: int, events: int) -> None:
+        self._poll.modify(fd, events)
+
+    def unregister(self, fd: int) -> None:
+        if self._handlers.pop(fd, None) is not None:
+            self._poll.unregister(fd)
+
+    def poll(self, timeout_ms: int | None) -> None:
+        for fd, mask in self._poll.poll(timeout_ms):
+            handler = self._handlers.get(fd)  # an earlier handler of this round may have unregistered it
+            if handler is not None:
+                handler(mask)
+
+
+class _Relay:
+    """Turns one output descriptor's bytes into CRI log entries; attached clients see every chunk first."""
+
+    def __init__(self, fd: int, stream: bytes, kind: int, log_fd: int, attach) -> None:
+        self.fd, self.stream, self.kind, self.log_fd, self.attach = fd, stream, kind, log_fd, attach
         self.buffer = b""
+        os.set_blocking(fd, False)
 
     def _write(self, tag: bytes, content: bytes) -> None:
         # One os.write per entry on an O_APPEND descriptor, so stdout and stderr entries never interleave mid-line.
@@ -118,11 +199,11 @@ class _Relay:
         except BlockingIOError:
             return True
         except OSError as error:
-            if error.errno != errnos.EIO:
+            if error.errno != 5:  # EIO
                 raise
             chunk = b""  # a TTY's master reads EIO once nothing holds the terminal open: its end of file
-        if chunk and self.tap is not None:
-            self.tap(chunk)
+        if chunk:
+            self.attach.broadcast(self.kind, chunk)
         self.buffer += chunk
         while True:
             newline = self.buffer.find(b"\n")
@@ -142,201 +223,130 @@ class _Relay:
         return True
 
 
-def _enter_namespaces(hostname: str) -> None:
-    _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWPID), "unshare")
-    # Private propagation first, or mounting /proc below would replace the host's /proc too.
-    _check(_libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "make / private")
-    name = hostname.encode()
-    _check(_libc.sethostname(name, len(name)), "sethostname")
-
-
-def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
-    result = _libc.mount(source.encode() if source is not None else None, target.encode(),
-                         fstype.encode() if fstype is not None else None, flags,
-                         data.encode() if data is not None else None)
-    if result != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, f"mount {source or fstype} on {target}: {os.strerror(errno)}")
-
-
-def _depth(path: str) -> int:
-    return len([part for part in os.path.normpath(path).split("/") if part])
-
-
-def _prepare_mounts(mounts: list[dict], staging: str, cwd: str) -> None:
-    """Bind every volume at its container path, and make sure the working directory exists, in this namespace.
-
-    Runs after `_enter_namespaces` made every mount private, so nothing here
-    reaches the host. Sources are opened first and bound through their
-    descriptors: a mount made here may hide the host path of a later one's
-    source. Parents are mounted before children (by path depth, as
-    containerd sorts them), so `/data` and then `/data/cache` nest.
-    """
-    opened = []
+def _listen(path: str) -> _socket.socket:
     try:
-        for mount in mounts:
-            try:
-                opened.append(os.open(mount["host_path"], os.O_PATH | os.O_CLOEXEC))
-            except OSError as error:
-                raise OSError(error.errno, f"volume source {mount['host_path']}: {error.strerror}") from None
-        for mount, fd in sorted(zip(mounts, opened, strict=True), key=lambda pair: _depth(pair[0]["container_path"])):
-            target = os.path.normpath(mount["container_path"])
-            if not os.path.lexists(target):
-                _create_in_namespace(target, directory=stat.S_ISDIR(os.fstat(fd).st_mode), staging=staging)
-            try:
-                _mount(f"/proc/self/fd/{fd}", target, None, MS_BIND | MS_REC)
-                if mount["read_only"]:
-                    kept = os.statvfs(target).f_flag
-                    flags = MS_BIND | MS_REMOUNT | MS_RDONLY
-                    flags |= sum(ms for st, ms in _KEPT_FLAGS if kept & st)
-                    _mount(None, target, None, flags)
-            except OSError as error:
-                raise OSError(error.errno, f"mount {mount['host_path']} at {target}: "
-                                           f"{os.strerror(error.errno or 0)}") from None
-    finally:
-        for fd in opened:
-            os.close(fd)
-    if not os.path.isdir(cwd):
-        # As container runtimes do, a missing working directory is made; here in the namespace only.
-        _create_in_namespace(os.path.normpath(cwd), directory=True, staging=staging)
-
-
-def _create_in_namespace(target: str, *, directory: bool, staging: str) -> None:
-    """Make `target` (and its missing parents) exist in this mount namespace without writing to the host.
-
-    The nearest existing ancestor is covered with a private tmpfs (`_cover`)
-    that shows the same entries, so the new ones are made on that tmpfs.
-    """
-    missing = []
-    ancestor = target
-    while not os.path.lexists(ancestor):
-        missing.append(os.path.basename(ancestor))
-        ancestor = os.path.dirname(ancestor)
-    if not os.path.isdir(ancestor):
-        raise OSError(errnos.ENOTDIR, f"cannot make mount point {target}: {ancestor} is not a directory")
-    _cover(ancestor, staging)
-    path = ancestor
-    for name in reversed(missing[1:]):
-        path = os.path.join(path, name)
-        os.mkdir(path, 0o755)
-    if directory:
-        os.mkdir(target, 0o755)
-    else:
-        os.close(os.open(target, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o644))
-
-
-def _cover(directory: str, staging: str) -> None:
-    """Lay a tmpfs over `directory` that holds every entry it had, each bound from the host.
-
-    Paths below `directory` still lead to the host's files (writes included),
-    only new entries of `directory` itself live on the tmpfs. It is built
-    at `staging` (an empty directory of the agent's) and then moved over
-    `directory`; over `/` it becomes the process's root, as switch_root does.
-    """
-    info = os.stat(directory)
-    _mount("tmpfs", staging, "tmpfs", 0, f"mode={info.st_mode & 0o7777:o},uid={info.st_uid},gid={info.st_gid}")
-    try:
-        for entry in os.scandir(directory):
-            copy = os.path.join(staging, entry.name)
-            if entry.is_symlink():
-                os.symlink(os.readlink(entry.path), copy)
-            elif entry.is_dir(follow_symlinks=False):
-                os.mkdir(copy)
-                _mount(entry.path, copy, None, MS_BIND | MS_REC)
-            else:
-                os.close(os.open(copy, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
-                _mount(entry.path, copy, None, MS_BIND)
-        real_dir, real_staging = os.path.realpath(directory), os.path.realpath(staging)
-        if real_staging.startswith(real_dir.rstrip("/") + "/"):
-            # The entry holding `staging` was bound with the half-built tmpfs on it: drop that copy.
-            _check(_libc.umount2(os.path.join(staging, os.path.relpath(real_staging, real_dir)).encode(),
-                                 MNT_DETACH), "detach the staging copy")
-        if real_dir == "/":
-            os.chdir(staging)
-            _mount(".", "/", None, MS_MOVE)
-            os.chroot(".")
-            os.chdir("/")
-        else:
-            _mount(staging, directory, None, MS_MOVE)
-    except BaseException:
-        _libc.umount2(staging.encode(), MNT_DETACH)
-        raise
-
-
-def _mount_proc() -> None:
-    # Runs in the child, which is already PID 1 of the new namespace, so this /proc shows that namespace.
-    _check(_libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None), "mount /proc")
-
-
-def _preexec(namespaces: bool, tty: bool) -> None:
-    """In the child, after `setsid` (start_new_session) and before exec."""
-    if namespaces:
-        _mount_proc()
-    if tty:
-        fcntl.ioctl(0, termios.TIOCSCTTY, 0)  # the terminal on fd 0 becomes the session's controlling one
-
-
-def _load_stdio():
-    """`_process_stdio.py` from beside this script: the shim imports no package, so it loads the file."""
-    path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_process_stdio.py")
-    spec = importlib.util.spec_from_file_location("_process_stdio", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM | _socket.SOCK_CLOEXEC)
+    with short_path(path) as address:
+        sock.bind(address)
+    os.chmod(path, 0o600)
+    sock.listen(16)
+    sock.setblocking(False)
+    return sock
 
 
 class _Stdio:
-    """The container's standard streams: output pipes or a TTY, a stdin pipe when asked, the attach socket.
+    """The container's standard streams: output pipes or a TTY, a stdin pipe when asked.
 
-    Made before any namespace is entered, so the socket is bound where the agent will look for it.
+    `child` is what the container's process gets as (stdin, stdout, stderr), None meaning /dev/null.
     """
 
     def __init__(self, config: dict) -> None:
-        self.module = _load_stdio()
         self.tty = bool(config.get("tty"))
-        self.listener = self.module.listen(config["stdio_path"]) if config.get("stdio_path") else None
-        self.path = config.get("stdio_path")
         self.stdin_once = bool(config.get("stdin_once"))
-        self.master = self.slave = self.stdin_r = self.stdin_w = None
+        self.master = self.stdin_w = None
+        self.outputs: list[tuple[int, bytes, int]] = []  # (fd, log stream name, frame kind)
         if self.tty:
-            self.master, self.slave = pty.openpty()
-        elif config.get("stdin"):
-            self.stdin_r, self.stdin_w = os.pipe()
-
-    def popen_args(self, namespaces: bool) -> dict:
-        if self.tty:
-            streams = {"stdin": self.slave, "stdout": self.slave, "stderr": self.slave}
+            self.master, slave = os.openpty()
+            self.child: tuple[int | None, int, int] = (slave, slave, slave)
+            self.outputs.append((self.master, b"stdout", STDOUT))
         else:
-            streams = {"stdin": self.stdin_r if self.stdin_r is not None else subprocess.DEVNULL,
-                       "stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
-        preexec = functools.partial(_preexec, namespaces, self.tty) if namespaces or self.tty else None
-        return {**streams, "preexec_fn": preexec}
+            stdin_r = None
+            if config.get("stdin"):
+                stdin_r, self.stdin_w = os.pipe()
+            out_r, out_w = os.pipe()
+            err_r, err_w = os.pipe()
+            self.child = (stdin_r, out_w, err_w)
+            self.outputs += [(out_r, b"stdout", STDOUT), (err_r, b"stderr", STDERR)]
 
-    def serve(self, child: subprocess.Popen, selector: selectors.BaseSelector, log_fd: int):
-        """Close the child's ends, register the output relays and the socket; returns the socket's server."""
-        for fd in (self.slave, self.stdin_r):
+    def forked(self) -> None:
+        """The child has its ends: close ours."""
+        for fd in set(self.child):
             if fd is not None:
                 os.close(fd)
-        stdin_fd = self.stdin_w if not self.tty else os.dup(self.master)
-        server = None
-        if self.listener is not None:
-            server = self.module.StdioServer(self.listener, self.path, selector, stdin_fd=stdin_fd,
-                                             stdin_once=self.stdin_once, tty_fd=self.master)
-        elif stdin_fd is not None:
-            os.close(stdin_fd)
+
+    def stdin_fd(self) -> int | None:
+        """The descriptor attached clients write the container's stdin to (ours to close)."""
         if self.tty:
-            os.set_blocking(self.master, False)
-            tap = functools.partial(server.broadcast, self.module.STDOUT) if server is not None else None
-            selector.register(self.master, selectors.EVENT_READ, _Relay(self.master, b"stdout", log_fd, tap))
-            return server
-        for pipe, name, kind in ((child.stdout, b"stdout", self.module.STDOUT),
-                                 (child.stderr, b"stderr", self.module.STDERR)):
-            fd = os.dup(pipe.fileno())
-            pipe.close()
-            os.set_blocking(fd, False)
-            tap = functools.partial(server.broadcast, kind) if server is not None else None
-            selector.register(fd, selectors.EVENT_READ, _Relay(fd, name, log_fd, tap))
-        return server
+            return os.dup(self.master)
+        fd, self.stdin_w = self.stdin_w, None
+        return fd
+
+
+class _Attach:
+    """The stdio socket: listened on from the start, served by `_process_stdio` from the first connection on.
+
+    Most containers are never attached to, so most shims never load it.
+    """
+
+    def __init__(self, path: str, stdio: _Stdio, poller: Poller) -> None:
+        self.path, self.stdio, self.poller = path, stdio, poller
+        self.listener = _listen(path)
+        self.server = None
+        poller.register(self.listener.fileno(), select.POLLIN, self._first)
+
+    def _first(self, mask: int) -> None:
+        import _process_stdio
+
+        self.server = _process_stdio.StdioServer(
+            self.listener, self.path, self.poller, stdin_fd=self.stdio.stdin_fd(),
+            stdin_once=self.stdio.stdin_once, tty_fd=self.stdio.master)
+        self.server.accept(mask)
+
+    def broadcast(self, kind: int, data: bytes) -> None:
+        if self.server is not None:
+            self.server.broadcast(kind, data)
+
+    def close(self) -> None:
+        """The container exited and its output drained: end every attach, stop listening."""
+        if self.server is not None:
+            self.server.close()
+            return
+        self.poller.unregister(self.listener.fileno())
+        self.listener.close()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        if self.stdio.stdin_w is not None:
+            os.close(self.stdio.stdin_w)
+
+
+def _spawn(config: dict, stdio: _Stdio, *, namespaces: bool, libc: Libc) -> int:
+    """Fork the container's process and have it exec; its PID, or OSError saying why it did not start.
+
+    The child reports a failure on a close-on-exec pipe, so end of file there means the exec happened.
+    """
+    failed_r, failed_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(failed_r)
+            import _process_init
+
+            _process_init.run(config, stdio.child, tty=stdio.tty, namespaces=namespaces, libc=libc)
+        except BaseException as error:
+            message = str(error) if isinstance(error, OSError) else f"{type(error).__name__}: {error}"
+            os.write(failed_w, message.encode(errors="replace"))
+        finally:
+            os._exit(127)
+    os.close(failed_w)
+    stdio.forked()
+    message = _read_all(failed_r).decode(errors="replace")
+    os.close(failed_r)
+    if message:
+        os.waitpid(pid, 0)
+        raise OSError(message)
+    return pid
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _children() -> dict[int, int]:
@@ -362,7 +372,7 @@ def _kill_descendants() -> None:
         found |= frontier
     for pid in found:
         try:
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, _signal.SIGKILL)
         except ProcessLookupError:
             pass
 
@@ -380,84 +390,99 @@ def _reap(main: int, namespaces: bool) -> int | None:
         if pid == main:
             status = wait_status
             # The container ends with its main process: take down what it left behind, so the output
-            # pipes close too. With a PID namespace the kernel already has, and our /proc is the
-            # container's (its PIDs mean nothing here), so leave it be.
+            # pipes close too. With a PID namespace the kernel already has.
             if not namespaces:
                 _kill_descendants()
 
 
-def _write_atomically(path: str, data: dict, *, dir_fd: int) -> None:
-    # Through the directory opened at the start: a volume may since hide its path in our namespace.
-    name = os.path.basename(path)
-    fd = os.open(f"{name}.tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644, dir_fd=dir_fd)
-    with open(fd, "w") as f:
-        json.dump(data, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(f"{name}.tmp", name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+def _write_exit(path: str, exit_code: int, finished_at: float) -> None:
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, f'{{"exit_code": {int(exit_code)}, "finished_at": {float(finished_at)!r}}}'.encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
 
 
-def _report(message: dict) -> None:
-    sys.stdout.write(json.dumps(message) + "\n")
-    sys.stdout.flush()
-    # The agent may be gone by the time anything else would be written; nothing else goes there.
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
+def _to_devnull(fd: int) -> None:
+    devnull = os.open(os.devnull, os.O_RDWR)
+    os.dup2(devnull, fd)
     os.close(devnull)
 
 
-def main(config: dict) -> int:
-    _check(_libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")
-    namespaces = config["hostname"] is not None
-    log_fd = os.open(config["log_path"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-    exit_dir = os.open(os.path.dirname(config["exit_path"]), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        stdio = _Stdio(config)
-        if namespaces:
-            _enter_namespaces(config["hostname"])
-            _prepare_mounts(config.get("mounts") or [], config["staging"], config["cwd"])
-        child = subprocess.Popen(
-            config["argv"], env=config["env"], cwd=config["cwd"], start_new_session=True,
-            **stdio.popen_args(namespaces))
-    except OSError as error:
-        _report({"error": str(error)})
-        return 1
-    _report({"pid": child.pid})
-    # One thread only: after unshare(CLONE_NEWPID) this process cannot start threads. SIGCHLD wakes the
-    # loop through a pipe, so the main process's exit is seen at once even while its children hold the pipes.
-    wake_r, wake_w = os.pipe()
-    for fd in (wake_r, wake_w):
-        os.set_blocking(fd, False)
-    signal.signal(signal.SIGCHLD, lambda *_: None)
-    signal.set_wakeup_fd(wake_w)
-    selector = selectors.DefaultSelector()
-    selector.register(wake_r, selectors.EVENT_READ)
-    attach = stdio.serve(child, selector, log_fd)
+def _report(line: str) -> None:
+    os.write(1, (line.replace("\n", " ") + "\n").encode(errors="replace"))
+    # The agent may be gone by the time anything else would be written; nothing else goes there.
+    _to_devnull(1)
 
+
+def main() -> int:
+    state = sys.argv[1]
+    config = marshal.loads(_read_all(0))
+    _to_devnull(0)
+    namespaces = config["hostname"] is not None
+    try:
+        libc = Libc()
+        libc.check("prctl(PR_SET_CHILD_SUBREAPER)", "prctl", PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        log_fd = os.open(config["log_path"], os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        poller = Poller()
+        # One thread only: after unshare(CLONE_NEWPID) this process cannot start threads. SIGCHLD wakes the
+        # loop through a pipe, so the main process's exit is seen at once even while its children hold the
+        # pipes. Set before the fork, so an exit that comes at once is not missed.
+        wake_r, wake_w = os.pipe()
+        for fd in (wake_r, wake_w):
+            os.set_blocking(fd, False)
+        _signal.signal(_signal.SIGCHLD, lambda *_: None)
+        _signal.set_wakeup_fd(wake_w)
+        poller.register(wake_r, select.POLLIN, lambda _mask: _read_all_available(wake_r))
+        stdio = _Stdio(config)
+        attach = _Attach(state + ".sock", stdio, poller)
+        if namespaces:
+            # Only our children enter it: the next one is PID 1 there, the shim stays in the host's.
+            libc.check("unshare(CLONE_NEWPID)", "unshare", CLONE_NEWPID)
+        pid = _spawn(config, stdio, namespaces=namespaces, libc=libc)
+    except OSError as error:
+        _report(f"error {error}")
+        return 1
+    _report(f"pid {pid}")
+
+    relays = set()
+    for fd, stream, kind in stdio.outputs:
+        relay = _Relay(fd, stream, kind, log_fd, attach)
+        relays.add(relay)
+        poller.register(fd, select.POLLIN, _relay_handler(relay, relays, poller))
     status, finished_at = None, None
-    while status is None or any(isinstance(key.data, _Relay) for key in selector.get_map().values()):
+    while status is None or relays:
         if status is not None and not namespaces:
             _kill_descendants()  # again: one may have forked between the scan and the kill
-        for key, mask in selector.select(timeout=None if status is None else 0.1):
-            if key.data is None:
-                with contextlib.suppress(BlockingIOError):
-                    os.read(wake_r, 4096)
-            elif not isinstance(key.data, _Relay):
-                key.data(mask)  # the stdio socket's listener, clients and stdin
-            elif not key.data.feed():
-                selector.unregister(key.fd)
-        status = _reap(child.pid, namespaces) if status is None else status
-        if status is not None and finished_at is None:
-            finished_at = time.time()
-    if attach is not None:
-        attach.close()  # after the relays drained: attached clients have seen all the output
+        poller.poll(None if status is None else 100)
+        if status is None:
+            status = _reap(pid, namespaces)
+            if status is not None:
+                finished_at = time.time()
+    attach.close()  # after the relays drained: attached clients have seen all the output
     _reap(-1, namespaces)
-    exit_code = os.waitstatus_to_exitcode(status) if status is not None else 255
+    exit_code = os.waitstatus_to_exitcode(status)
     if exit_code < 0:
         exit_code = 128 - exit_code  # killed by a signal: report it as a shell does
-    _write_atomically(config["exit_path"], {"exit_code": exit_code, "finished_at": finished_at}, dir_fd=exit_dir)
+    _write_exit(state + ".exit", exit_code, finished_at)
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main(json.loads(sys.argv[1])))
+def _relay_handler(relay: _Relay, relays: set, poller: Poller):
+    def on_event(_mask: int) -> None:
+        if not relay.feed():
+            poller.unregister(relay.fd)
+            relays.discard(relay)
+
+    return on_event
+
+
+def _read_all_available(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass

@@ -6,14 +6,15 @@ restarts can attach again. Every connection is one attach. The shim sends it
 the container's output as it reads it (before the log file sees it, so a
 prompt without a newline shows at once) and takes its stdin.
 
-Standard library only: the shim is a standalone script and loads this file
-by path; the runtime imports it as a module.
+Standard library only, and light to import: the shim loads this module at
+its first attach (by name, from its own directory); the runtime imports it
+as a module for the frame format.
 
 Frames, both ways: `>BI` (kind, payload length), then the payload.
 
-- client to shim: HELLO first (JSON `{"stdin": bool}`: whether this attach
-  brings stdin), then STDIN data, CLOSE_STDIN (the client's stdin ended),
-  RESIZE (`>HH` width, height);
+- client to shim: HELLO first (one byte of flags: `HELLO_STDIN` when this
+  attach brings stdin), then STDIN data, CLOSE_STDIN (the client's stdin
+  ended), RESIZE (`>HH` width, height);
 - shim to client: STDOUT and STDERR data (a TTY has only STDOUT).
 
 Stdin follows containerd: the container's stdin (a pipe, or the TTY) stays
@@ -25,22 +26,18 @@ bytes wait for it: the container must never block on an attach.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import json
 import os
-import selectors
-import socket
+import select
 import struct
-import termios
 import time
-from collections.abc import Callable, Iterator
 
 HELLO, STDOUT, STDERR, STDIN, CLOSE_STDIN, RESIZE = 0, 1, 2, 3, 4, 5
+HELLO_STDIN = 1
 HEADER = struct.Struct(">BI")
 MAX_FRAME = 1 << 20
 CLIENT_BACKLOG = 8 << 20
 _FINAL_FLUSH = 1.0  # seconds the shim spends handing the last output to attached clients
+READ, WRITE = select.POLLIN, select.POLLOUT
 
 
 def encode(kind: int, payload: bytes = b"") -> bytes:
@@ -67,37 +64,12 @@ class FrameReader:
         return frames
 
 
-@contextlib.contextmanager
-def short_path(path: str) -> Iterator[str]:
-    """`path` as something `bind`/`connect` accept: unix socket paths end at 107 bytes, state dirs may not."""
-    if len(path.encode()) < 100:
-        yield path
-        return
-    directory = os.open(os.path.dirname(path) or ".", os.O_PATH | os.O_CLOEXEC)
-    try:
-        yield f"/proc/self/fd/{directory}/{os.path.basename(path)}"
-    finally:
-        os.close(directory)
-
-
-def listen(path: str) -> socket.socket:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(path)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    with short_path(path) as address:
-        sock.bind(address)
-    os.chmod(path, 0o600)
-    sock.listen(16)
-    sock.setblocking(False)
-    return sock
-
-
 class _Sink:
     """The container's stdin, written without ever blocking the shim."""
 
-    def __init__(self, fd: int, selector: selectors.BaseSelector) -> None:
+    def __init__(self, fd: int, poller) -> None:
         self.fd: int | None = fd
-        self._selector = selector
+        self._poller = poller
         self._pending = bytearray()
         self._closing = False
         os.set_blocking(fd, False)
@@ -109,7 +81,7 @@ class _Sink:
         self._pending += data
         self._flush()
         if was_empty and self._pending and self.fd is not None:
-            self._selector.register(self.fd, selectors.EVENT_WRITE, self._on_writable)
+            self._poller.register(self.fd, WRITE, self._on_writable)
 
     def close(self) -> None:
         """Close once what is pending is written (the container then reads end of file)."""
@@ -120,7 +92,7 @@ class _Sink:
     def _on_writable(self, _mask: int) -> None:
         self._flush()
         if not self._pending and self.fd is not None:
-            self._selector.unregister(self.fd)
+            self._poller.unregister(self.fd)
             if self._closing:
                 self._close_now()
 
@@ -137,38 +109,41 @@ class _Sink:
 
     def _close_now(self) -> None:
         if self.fd is not None:
-            with contextlib.suppress(KeyError, ValueError):
-                self._selector.unregister(self.fd)
+            self._poller.unregister(self.fd)
             os.close(self.fd)
             self.fd = None
 
 
 class _Client:
-    def __init__(self, conn: socket.socket) -> None:
+    def __init__(self, conn) -> None:
         self.conn = conn
+        self.fd: int = conn.fileno()
         self.frames = FrameReader()
         self.out = bytearray()
         self.stdin = False
         self.stdin_done = False
-        self.writing = False  # registered for EVENT_WRITE
+        self.writing = False  # registered for WRITE
 
 
 class StdioServer:
-    """The shim's side: accepts attaches on `listener` and serves them from the shim's selector loop.
+    """The shim's side: accepts attaches on `listener` (a listening `_socket.socket`) and serves them.
 
-    Selector keys it registers carry a callable taking the event mask; the shim's loop calls it.
+    `poller` is the shim's `Poller`: `register(fd, events, handler)`,
+    `modify(fd, events)`, `unregister(fd)`; the shim's loop calls each
+    handler with the event mask. Sockets are `_socket.socket`s, as the shim
+    makes them (no `socket` module, to stay light).
     """
 
-    def __init__(self, listener: socket.socket, path: str, selector: selectors.BaseSelector, *,
-                 stdin_fd: int | None, stdin_once: bool, tty_fd: int | None) -> None:
+    def __init__(self, listener, path: str, poller, *, stdin_fd: int | None, stdin_once: bool,
+                 tty_fd: int | None) -> None:
         self._listener = listener
         self._path = path
-        self._selector = selector
-        self._sink = _Sink(stdin_fd, selector) if stdin_fd is not None else None
+        self._poller = poller
+        self._sink = _Sink(stdin_fd, poller) if stdin_fd is not None else None
         self._stdin_once = stdin_once
         self._tty_fd = tty_fd
         self._clients: dict[int, _Client] = {}
-        selector.register(listener, selectors.EVENT_READ, self._accept)
+        poller.register(listener.fileno(), READ, self.accept)
 
     def broadcast(self, kind: int, data: bytes) -> None:
         """Hand a chunk of the container's output to every attached client."""
@@ -187,36 +162,41 @@ class StdioServer:
         """The container exited: give clients what is left (briefly), then end every attach."""
         deadline = time.monotonic() + _FINAL_FLUSH
         for client in list(self._clients.values()):
-            with contextlib.suppress(OSError):
+            try:
                 client.conn.setblocking(True)
                 while client.out and time.monotonic() < deadline:
                     client.conn.settimeout(max(deadline - time.monotonic(), 0.01))
                     sent = client.conn.send(client.out)
                     del client.out[:sent]
+            except OSError:
+                pass
             self._drop(client)
-        with contextlib.suppress(KeyError, ValueError):
-            self._selector.unregister(self._listener)
+        self._poller.unregister(self._listener.fileno())
         self._listener.close()
-        with contextlib.suppress(FileNotFoundError):
+        try:
             os.unlink(self._path)
+        except FileNotFoundError:
+            pass
         if self._sink is not None:
             self._sink.close()
 
-    def _accept(self, _mask: int) -> None:
+    def accept(self, _mask: int) -> None:
+        """The listener is readable: take the new attach."""
         try:
-            conn, _ = self._listener.accept()
+            fd, _ = self._listener._accept()
         except BlockingIOError:
             return
+        conn = type(self._listener)(fileno=fd)
         conn.setblocking(False)
         client = _Client(conn)
-        self._clients[conn.fileno()] = client
-        self._selector.register(conn, selectors.EVENT_READ, self._handler(client))
+        self._clients[client.fd] = client
+        self._poller.register(client.fd, READ, self._handler(client))
 
-    def _handler(self, client: _Client) -> Callable[[int], None]:
+    def _handler(self, client: _Client):
         def on_event(mask: int) -> None:
-            if mask & selectors.EVENT_WRITE:
+            if mask & WRITE:
                 self._send(client)
-            if mask & selectors.EVENT_READ and client.conn.fileno() in self._clients:
+            if mask & ~WRITE and client.fd in self._clients:  # readable, or hung up: `_receive` finds out
                 self._receive(client)
 
         return on_event
@@ -238,16 +218,20 @@ class StdioServer:
             return
         for kind, payload in frames:
             if kind == HELLO:
-                with contextlib.suppress(ValueError, AttributeError):
-                    client.stdin = bool(json.loads(payload).get("stdin"))
+                client.stdin = bool(payload[:1]) and bool(payload[0] & HELLO_STDIN)
             elif kind == STDIN and client.stdin and not client.stdin_done and self._sink is not None:
                 self._sink.write(payload)
             elif kind == CLOSE_STDIN:
                 self._stdin_ended(client)
             elif kind == RESIZE and self._tty_fd is not None and len(payload) == 4:
+                import fcntl
+                import termios
+
                 width, height = struct.unpack(">HH", payload)
-                with contextlib.suppress(OSError):
+                try:
                     fcntl.ioctl(self._tty_fd, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+                except OSError:
+                    pass
 
     def _stdin_ended(self, client: _Client) -> None:
         if not client.stdin or client.stdin_done:
@@ -266,16 +250,13 @@ class StdioServer:
         except OSError:
             self._drop(client)
             return
-        if bool(client.out) != client.writing:
+        if bool(client.out) != client.writing and client.fd in self._clients:
             client.writing = bool(client.out)
-            events = selectors.EVENT_READ | (selectors.EVENT_WRITE if client.writing else 0)
-            with contextlib.suppress(KeyError, ValueError):
-                self._selector.modify(client.conn, events, self._selector.get_key(client.conn).data)
+            self._poller.modify(client.fd, READ | (WRITE if client.writing else 0))
 
     def _drop(self, client: _Client) -> None:
-        if self._clients.pop(client.conn.fileno(), None) is None:
+        if self._clients.pop(client.fd, None) is None:
             return
-        with contextlib.suppress(KeyError, ValueError):
-            self._selector.unregister(client.conn)
+        self._poller.unregister(client.fd)
         client.conn.close()
         self._stdin_ended(client)

@@ -15,7 +15,8 @@ A hollow container is a record and an `asyncio.Event`. It "runs" from
 A stopped container exits at once with 128 + the signal number, as a shell
 reports a process killed by that signal. Time comes from a `Clock`, so
 tests can use a fast or fake one; `recover` returns the containers of this
-instance, which is what survives an agent "restart" in a simulation.
+instance, which is what survives an agent "restart" in a simulation, until
+`remove_pod` forgets a pod's.
 """
 
 from __future__ import annotations
@@ -151,3 +152,14 @@ class HollowRuntime:
 
     async def recover(self) -> list[ContainerState]:
         return [record.state for record in self._containers.values()]
+
+    async def remove_pod(self, pod_uid: str) -> None:
+        ids = [cid for cid, c in self._containers.items() if c.state.spec.pod_uid == pod_uid]
+        running = [str(cid) for cid in ids if not self._containers[cid].exited.is_set()]
+        if running:
+            raise RuntimeError(f"pod {pod_uid} still has running containers: {', '.join(running)}")
+        for cid in ids:
+            del self._containers[cid]
+
+    async def pod_uids(self) -> list[str]:
+        return sorted({c.state.spec.pod_uid for c in self._containers.values()})

@@ -8,13 +8,14 @@ few images whose entrypoint is a program every host has can run (see
 then runs `args`); any other image raises `ContainerConfigError`, which
 the pod worker reports as Waiting / `CreateContainerConfigError`.
 
-Each container is owned by a shim (`_process_shim.py`), a tiny Python
-script in a session of its own that outlives the agent. It relays output
-to `root_dir/pods/<pod uid>/<container>/<attempt>.log` in the CRI format
-and writes the exit code to `root_dir/containers/<id>.exit`. Next to it,
-`<id>.json` records the spec, the shim's and the container's PIDs and
-their start times (to tell them from reused PIDs). So an agent that
-restarts re-adopts its containers with `recover()` instead of killing
+Each container is owned by a shim (`_process_shim.py`), a small Python
+process in a session of its own that outlives the agent (`python -I -S`
+with few imports: every container pays for its start and its memory). It
+relays output to `root_dir/pods/<pod uid>/<container>/<attempt>.log` in
+the CRI format and writes the exit code to `root_dir/containers/<id>.exit`.
+Next to it, `<id>.json` records the spec, the shim's and the container's
+PIDs and their start times (to tell them from reused PIDs). So an agent
+that restarts re-adopts its containers with `recover()` instead of killing
 them: a new `ProcessRuntime` on the same `root_dir` watches the shim through a
 pidfd (it cannot `wait()` for a process that is not its child) and reads
 the exit code from the file once the shim is gone.
@@ -22,6 +23,11 @@ the exit code from the file once the shim is gone.
 Runs of a container pile up as it restarts; as kubelet's container garbage
 collector, starting a run removes all but the latest exited one (its
 record and its log file), which is what `kubectl logs --previous` reads.
+Once a pod is gone, `remove_pod` removes the records of all its containers
+and its directory `root_dir/pods/<pod uid>` (logs, working directories),
+keeping a directory something is mounted below; `pod_uids` lists the pods
+with records or a directory here, for an agent that restarts to remove
+those deleted while it was down.
 
 Isolation, when the agent runs as root (`use_namespaces=None` decides by
 the effective UID): the shim gives every container its own mount, PID,
@@ -80,7 +86,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
+import marshal
 import os
+import re
 import shutil
 import signal as signals
 import sys
@@ -120,7 +129,8 @@ KNOWN_ENTRYPOINTS: dict[str, tuple[str, ...]] = {
     "python": ("python3",),
 }
 
-_SHIM = Path(shim.__file__)
+log = logging.getLogger("timoner.node.runtime")
+
 _START_TIMEOUT = 30.0  # seconds the shim has to report the container's PID
 
 
@@ -294,34 +304,34 @@ class ProcessRuntime:
         cid = ContainerID(self.name, ident)
         log_path = self.log_path(spec)
         config = {"argv": argv, "env": env, "cwd": str(cwd), "log_path": str(log_path),
-                  "exit_path": str(self._exit_path(ident)),
                   "hostname": _hostname(spec.pod_name) if self.use_namespaces else None,
                   "mounts": [asdict(mount) for mount in spec.mounts], "staging": str(staging),
-                  "stdio_path": str(self._stdio_path(ident)), "stdin": spec.stdin, "stdin_once": spec.stdin_once,
-                  "tty": spec.tty}
+                  "stdin": spec.stdin, "stdin_once": spec.stdin_once, "tty": spec.tty}
         with (self._state_dir / f"{ident}.shim.log").open("ab") as shim_log:
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-I", str(_SHIM), json.dumps(config), stdin=asyncio.subprocess.DEVNULL,
+                *shim.command(sys.executable, str(self._state_dir / ident)), stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE, stderr=shim_log, start_new_session=True)
+        assert process.stdin is not None and process.stdout is not None
+        process.stdin.write(marshal.dumps(config))  # the shim's configuration (see `_process_shim`)
+        process.stdin.close()
         record = _Record(id=ident, spec=spec, namespaces=self.use_namespaces, log_path=str(log_path),
                          cwd=str(cwd), env=env, started_at=time.time(), shim_pid=process.pid,
                          shim_start_time=shim.process_start_time(process.pid))
         # Written before the container runs, so an agent that dies right now can still find the shim.
         _write_json(self._record_path(ident), record.to_json())
-        assert process.stdout is not None
         try:
             async with asyncio.timeout(_START_TIMEOUT):
                 line = await process.stdout.readline()
         except TimeoutError:
             line = b""
-        report = json.loads(line) if line.strip() else {"error": self._shim_failure(ident)}
-        if "error" in report:
+        kind, _, value = line.decode(errors="replace").rstrip("\n").partition(" ")
+        if kind != "pid":
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
             await process.wait()
             self._forget_files(ident)
-            raise ContainerStartError(report["error"])
-        pid = report["pid"]
+            raise ContainerStartError(value if kind == "error" else self._shim_failure(ident))
+        pid = int(value)
         record = replace(record, pid=pid, pid_start_time=shim.process_start_time(pid))
         _write_json(self._record_path(ident), record.to_json())
         state = ContainerState(id=cid, spec=spec, state=State.RUNNING, started_at=record.started_at, pid=pid)
@@ -445,6 +455,46 @@ class ProcessRuntime:
         del self._containers[container]
         await asyncio.to_thread(self._forget_files, record.record.id)
 
+    async def remove_pod(self, pod_uid: str) -> None:
+        """Forget a pod that is gone: its containers' records, then its directory (logs, working directories).
+
+        A directory with something mounted below it is kept (and said in the log): removing it would reach
+        into that mount.
+        """
+        containers = [c for c in self._containers.values() if c.record.spec.pod_uid == pod_uid]
+        running = [str(c.state.id) for c in containers if not c.exited.is_set()]
+        if running:
+            raise RuntimeError(f"pod {pod_uid} still has running containers: {', '.join(running)}")
+        for container in containers:
+            del self._containers[container.state.id]
+        await asyncio.to_thread(self._remove_pod_files, pod_uid, [c.record.id for c in containers])
+
+    def _remove_pod_files(self, pod_uid: str, idents: list[str]) -> None:
+        for ident in idents:
+            self._forget_files(ident)
+        pod_dir = self.root_dir / "pods" / pod_uid
+        if not pod_dir.exists():
+            return
+        mounted = _mount_points_under(pod_dir)
+        if mounted:
+            log.warning("keeping %s: something is mounted at %s", pod_dir, ", ".join(mounted))
+            return
+        try:
+            shutil.rmtree(pod_dir)
+        except OSError as error:
+            log.warning("cannot remove %s: %s", pod_dir, error)
+
+    async def pod_uids(self) -> list[str]:
+        """The pods with a container this runtime knows (`recover` finds them all) or a directory here."""
+        def on_disk() -> set[str]:
+            try:
+                return {entry.name for entry in os.scandir(self.root_dir / "pods") if entry.is_dir()}
+            except FileNotFoundError:
+                return set()
+
+        known = {c.record.spec.pod_uid for c in self._containers.values()}
+        return sorted(known | await asyncio.to_thread(on_disk))
+
     def _shim_failure(self, ident: str) -> str:
         try:
             lines = (self._state_dir / f"{ident}.shim.log").read_text(errors="replace").strip().splitlines()
@@ -454,9 +504,10 @@ class ProcessRuntime:
         return f"the process runtime's shim did not report the container's PID{why}"
 
     def _forget_files(self, ident: str) -> None:
-        for path in (self._record_path(ident), self._exit_path(ident), self._state_dir / f"{ident}.shim.log",
-                     self._stdio_path(ident)):
-            path.unlink(missing_ok=True)
+        # The record last: an agent that dies halfway leaves it, and the next one finds the rest through it.
+        for name in (f"{ident}.exit", f"{ident}.exit.tmp", f"{ident}.tmp", f"{ident}.shim.log", f"{ident}.sock",
+                     f"{ident}.json"):
+            (self._state_dir / name).unlink(missing_ok=True)
 
     async def close(self) -> None:
         """Stop watching (the agent is shutting down); containers keep running for the next agent to recover.
@@ -533,6 +584,18 @@ class ProcessRuntime:
                     _host_tool("env"), f"--chdir={record.cwd}", "--", *argv]
         # `env` gives a missing command the same exit code (127) that nsenter does.
         return [_host_tool("env"), "--", *argv]
+
+
+def _mount_points_under(directory: Path) -> list[str]:
+    """What is mounted at or below `directory`, from this process's mountinfo."""
+    prefix = os.path.realpath(directory).rstrip("/") + "/"
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), line.split()[4])
+            if (point.rstrip("/") + "/").startswith(prefix):
+                found.append(point)
+    return found
 
 
 def _hostname(pod_name: str) -> str:

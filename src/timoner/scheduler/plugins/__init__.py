@@ -7,6 +7,7 @@ from .node_name import NodeName
 from .node_resources import NodeResourcesBalancedAllocation, NodeResourcesFit
 from .node_unschedulable import NodeUnschedulable
 from .taint_toleration import TaintToleration
+from .volume_binding import VolumeBinding, VolumePlan
 
 __all__ = [
     "NodeAffinity",
@@ -15,6 +16,8 @@ __all__ = [
     "NodeResourcesFit",
     "NodeUnschedulable",
     "TaintToleration",
+    "VolumeBinding",
+    "VolumePlan",
     "default_plugins",
 ]
 
@@ -22,4 +25,4 @@ __all__ = [
 def default_plugins() -> list[object]:
     """Upstream's default filter order (cheap, unresolvable checks first), then the scorers."""
     return [NodeUnschedulable(), NodeName(), TaintToleration(), NodeAffinity(), NodeResourcesFit(),
-            NodeResourcesBalancedAllocation()]
+            VolumeBinding(), NodeResourcesBalancedAllocation()]

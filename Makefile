@@ -31,6 +31,7 @@ bench: install
 	@command -v etcd >/dev/null || (apt-get update && apt-get install -y etcd-server)
 	$(BIN)/python bench/api.py $(BENCH_ARGS)
 	$(BIN)/python bench/pod_startup.py $(POD_BENCH_ARGS)
+	$(BIN)/python bench/controllers.py $(CONTROLLERS_BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(DATA_DIR) .pytest_cache

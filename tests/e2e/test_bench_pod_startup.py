@@ -32,4 +32,6 @@ def test_pod_startup_benchmark_runs_and_cleans_up(tmp_path):
     assert result["agent_rss_mb"] > 0 and result["agent_rss_idle_mb"] > 0
     assert result["shims"] == 3  # one per running pod; the warm-up pod's is gone
     assert result["processes_left"] == 0
+    assert result["files_left"] == 0  # the runtime's records and pod directories went with the pods
+    assert result["shims_pss_mb"] > 0 and "shims' PSS, total (3 shims)" in run.stdout
     assert "create -> Running, p99" in run.stdout and "agent RSS, 3 pods running" in run.stdout

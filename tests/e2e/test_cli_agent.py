@@ -19,7 +19,8 @@ def test_agent_command_registers_a_ready_node(tmp_path):
     with ServerThread(tmp_path / "data") as srv:
         proc = subprocess.Popen(
             [sys.executable, "-m", "timoner.cli.main", "agent", "--kubeconfig", str(srv.kubeconfig),
-             "--node-name", "cli-node", "--runtime", "hollow", "--root-dir", str(tmp_path / "agent"), "--port", "0"],
+             "--node-name", "cli-node", "--runtime", "hollow", "--root-dir", str(tmp_path / "agent"), "--port", "0",
+             "--max-pods", "250"],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         try:
             deadline = time.time() + 30
@@ -32,6 +33,8 @@ def test_agent_command_registers_a_ready_node(tmp_path):
                 if not ready:
                     time.sleep(0.2)
             assert ready, proc.stdout.read() if proc.poll() is not None else "agent still running, node not Ready"
+            status = json.loads(out.stdout)["status"]
+            assert status["capacity"]["pods"] == "250" and status["allocatable"]["pods"] == "250"  # --max-pods
             lease = kubectl(srv.kubeconfig, "get", "lease", "-n", "kube-node-lease", "cli-node", "-o", "json")
             assert json.loads(lease.stdout)["spec"]["holderIdentity"] == "cli-node"
         finally:

@@ -13,29 +13,14 @@ import math
 import re
 import subprocess
 import time
-import uuid
 
 import pytest
 
-from timoner.testing import KUBECTL, TimonerUp, wait_until
+from timoner.testing import KUBECTL, wait_until
 
 pytestmark = pytest.mark.slow
 
 STAMP = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z) ")
-
-
-@pytest.fixture(scope="module")
-def up(tmp_path_factory):
-    with TimonerUp(tmp_path_factory.mktemp("up") / "data") as cluster:
-        yield cluster
-
-
-@pytest.fixture
-def ns(up):
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    up.kubectl("create", "namespace", name)
-    yield name
-    up.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 def _pod(up, ns, name, script):

@@ -10,33 +10,15 @@ import json
 import signal
 import subprocess
 import sys
-import threading
-import uuid
 
 import pytest
-from kubernetes import client as k8s
-from kubernetes import config as k8s_config
-from kubernetes import watch as k8s_watch
+from up_helpers import PodWatch, active_pods, get
 
 from timoner.testing import TimonerUp, kubectl, wait_until
 
 pytestmark = pytest.mark.slow
 
 REVISION = "deployment.kubernetes.io/revision"
-
-
-@pytest.fixture(scope="module")
-def up(tmp_path_factory):
-    with TimonerUp(tmp_path_factory.mktemp("up") / "data") as cluster:
-        yield cluster
-
-
-@pytest.fixture
-def ns(up):
-    name = f"d-{uuid.uuid4().hex[:8]}"
-    up.kubectl("create", "namespace", name)
-    yield name
-    up.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 def create(kubeconfig, ns, name, *command, replicas=2, grace=1, **spec):
@@ -52,75 +34,6 @@ def create(kubeconfig, ns, name, *command, replicas=2, grace=1, **spec):
 def rollout_status(kubeconfig, ns, name, timeout=120):
     return kubectl(kubeconfig, "rollout", "status", f"deployment/{name}", "-n", ns, f"--timeout={timeout}s",
                    timeout=timeout + 30)
-
-
-def get(kubeconfig, ns, kind, name=None, selector=None):
-    args = ["get", kind, "-n", ns, "-o", "json"]
-    if name:
-        args.insert(2, name)
-    if selector:
-        args += ["-l", selector]
-    return json.loads(kubectl(kubeconfig, *args).stdout)
-
-
-def active_pods(kubeconfig, ns, selector):
-    return [p for p in get(kubeconfig, ns, "pods", selector=selector)["items"]
-            if not p["metadata"].get("deletionTimestamp")]
-
-
-class PodWatch:
-    """Watches a namespace's pods with the official client and keeps the fewest ready ones ever seen."""
-
-    def __init__(self, kubeconfig, ns):
-        api_client = k8s_config.new_client_from_config(str(kubeconfig))
-        self.api = k8s.CoreV1Api(api_client)
-        self.ns = ns
-        self.pods: dict[str, object] = {}
-        self.min_ready: int | None = None
-        self.max_active = 0
-        self.drops: list[str] = []  # watch streams that ended early (resumed)
-        self._stopped = threading.Event()
-        self._watch = k8s_watch.Watch()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._synced = threading.Event()
-
-    def _run(self):
-        # Like an informer: list, watch from there, and on a dropped stream list and watch again.
-        while not self._stopped.is_set():
-            try:
-                listed = self.api.list_namespaced_pod(self.ns)
-                self.pods = {pod.metadata.name: pod for pod in listed.items}
-                self._sample()
-                self._synced.set()
-                for event in self._watch.stream(self.api.list_namespaced_pod, self.ns,
-                                                resource_version=listed.metadata.resource_version):
-                    pod = event["object"]
-                    if event["type"] == "DELETED":
-                        self.pods.pop(pod.metadata.name, None)
-                    else:
-                        self.pods[pod.metadata.name] = pod
-                    self._sample()
-            except Exception as exc:
-                # The client's `Watch.stop()` shuts the socket down under a blocked read to end it:
-                # the stream then ends without its last chunk, a ProtocolError that is ours, not a drop.
-                if not self._stopped.is_set():
-                    self.drops.append(repr(exc))
-
-    def _sample(self):
-        active = [p for p in self.pods.values() if p.metadata.deletion_timestamp is None]
-        ready = [p for p in active
-                 if any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or ())]
-        self.min_ready = len(ready) if self.min_ready is None else min(self.min_ready, len(ready))
-        self.max_active = max(self.max_active, len(active))
-
-    def __enter__(self):
-        self._thread.start()
-        assert self._synced.wait(30)
-        return self
-
-    def __exit__(self, *exc):
-        self._stopped.set()
-        self._watch.stop()
 
 
 def test_create_rollout_status_and_scale(up, ns):

@@ -7,33 +7,15 @@ test's pods. Each test leaves the node uncordoned. Containers are real processes
 from __future__ import annotations
 
 import json
-import threading
-import uuid
 
 import pytest
-from kubernetes import client as k8s
-from kubernetes import config as k8s_config
-from kubernetes import watch as k8s_watch
+from up_helpers import PodWatch
 
-from timoner.testing import TimonerUp, kubectl, wait_until
+from timoner.testing import kubectl, wait_until
 
 pytestmark = pytest.mark.slow
 
 VIOLATION = "Cannot evict pod as it would violate the pod's disruption budget."
-
-
-@pytest.fixture(scope="module")
-def up(tmp_path_factory):
-    with TimonerUp(tmp_path_factory.mktemp("drain") / "data") as cluster:
-        yield cluster
-
-
-@pytest.fixture
-def ns(up):
-    name = f"drain-{uuid.uuid4().hex[:8]}"
-    up.kubectl("create", "namespace", name)
-    yield name
-    up.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 @pytest.fixture
@@ -67,53 +49,6 @@ def pdb_status(up, ns, name):
     return json.loads(up.kubectl("get", "pdb", name, "-n", ns, "-o", "json").stdout).get("status") or {}
 
 
-class ReadyWatch:
-    """Watches a namespace's pods with the official client; keeps the fewest Ready, not-deleting pods ever seen."""
-
-    def __init__(self, kubeconfig, ns):
-        self.api = k8s.CoreV1Api(k8s_config.new_client_from_config(str(kubeconfig)))
-        self.ns = ns
-        self.pods: dict[str, object] = {}
-        self.min_ready: int | None = None
-        self.drops: list[str] = []
-        self._stopped = threading.Event()
-        self._synced = threading.Event()
-        self._watch = k8s_watch.Watch()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        while not self._stopped.is_set():
-            try:
-                listed = self.api.list_namespaced_pod(self.ns)
-                self.pods = {p.metadata.name: p for p in listed.items}
-                self._sample()
-                self._synced.set()
-                for event in self._watch.stream(self.api.list_namespaced_pod, self.ns,
-                                                resource_version=listed.metadata.resource_version):
-                    pod = event["object"]
-                    if event["type"] == "DELETED":
-                        self.pods.pop(pod.metadata.name, None)
-                    else:
-                        self.pods[pod.metadata.name] = pod
-                    self._sample()
-            except Exception as exc:  # a dropped stream: list and watch again, like an informer
-                self.drops.append(repr(exc))
-
-    def _sample(self):
-        healthy = [p for p in self.pods.values() if p.metadata.deletion_timestamp is None
-                   and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or ())]
-        self.min_ready = len(healthy) if self.min_ready is None else min(self.min_ready, len(healthy))
-
-    def __enter__(self):
-        self._thread.start()
-        assert self._synced.wait(30)
-        return self
-
-    def __exit__(self, *exc):
-        self._stopped.set()
-        self._watch.stop()
-
-
 def test_drain_evicts_within_the_budget_and_blocks_on_it(up, ns, node):
     deploy(up, ns, "web", 3)
     up.kubectl("create", "pdb", "web", "-n", ns, "--selector=app=web", "--min-available=2")
@@ -123,7 +58,7 @@ def test_drain_evicts_within_the_budget_and_blocks_on_it(up, ns, node):
     assert table[1].split()[:4] == ["web", "2", "N/A", "1"]
     before = {p["metadata"]["name"] for p in pods(up, ns, "app=web")}
 
-    with ReadyWatch(up.kubeconfig, ns) as watch:
+    with PodWatch(up.kubeconfig, ns) as watch:
         # One pod may go; its replacement cannot be scheduled on the cordoned node, so the other two
         # evictions are refused (429) until drain's own timeout gives up.
         drain = kubectl(up.kubeconfig, "drain", node, "--ignore-daemonsets", "--delete-emptydir-data",

@@ -9,30 +9,15 @@ from __future__ import annotations
 import json
 import threading
 import time
-import uuid
 
 import pytest
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes import watch as k8s_watch
 
-from timoner.testing import TimonerUp, wait_until
+from timoner.testing import wait_until
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def up(tmp_path_factory):
-    with TimonerUp(tmp_path_factory.mktemp("up") / "data") as cluster:
-        yield cluster
-
-
-@pytest.fixture
-def ns(up):
-    name = f"j-{uuid.uuid4().hex[:8]}"
-    up.kubectl("create", "namespace", name)
-    yield name
-    up.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 def apply_job(up, ns, name, script, **spec):

@@ -14,23 +14,9 @@ import uuid
 
 import pytest
 
-from timoner.testing import KUBECTL, ServerThread, TimonerUp, kubectl, wait_until
+from timoner.testing import KUBECTL, ServerThread, kubectl, wait_until
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def up(tmp_path_factory):
-    with TimonerUp(tmp_path_factory.mktemp("up") / "data") as cluster:
-        yield cluster
-
-
-@pytest.fixture
-def ns(up):
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    up.kubectl("create", "namespace", name)
-    yield name
-    up.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 def _pod(up, ns, name, *command, **spec):

@@ -8,30 +8,16 @@ from __future__ import annotations
 
 import json
 import threading
-import uuid
 
 import pytest
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 from kubernetes import watch as k8s_watch
+from up_helpers import active_pods, get
 
-from timoner.testing import TimonerUp, kubectl, wait_until
+from timoner.testing import kubectl, wait_until
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def up(tmp_path_factory):
-    with TimonerUp(tmp_path_factory.mktemp("up") / "data") as cluster:
-        yield cluster
-
-
-@pytest.fixture
-def ns(up):
-    name = f"s-{uuid.uuid4().hex[:8]}"
-    up.kubectl("create", "namespace", name)
-    yield name
-    up.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
 def apply(kubeconfig, ns, manifest):
@@ -58,20 +44,6 @@ def daemon_set(name):
 def rollout_status(kubeconfig, ns, target, timeout=180):
     return kubectl(kubeconfig, "rollout", "status", target, "-n", ns, f"--timeout={timeout}s",
                    timeout=timeout + 30).stdout
-
-
-def get(kubeconfig, ns, kind, name=None, selector=None):
-    args = ["get", kind, "-n", ns, "-o", "json"]
-    if name:
-        args.insert(2, name)
-    if selector:
-        args += ["-l", selector]
-    return json.loads(kubectl(kubeconfig, *args).stdout)
-
-
-def active_pods(kubeconfig, ns, selector):
-    return [p for p in get(kubeconfig, ns, "pods", selector=selector)["items"]
-            if not p["metadata"].get("deletionTimestamp")]
 
 
 def history_revisions(kubeconfig, ns, target):

@@ -40,6 +40,22 @@ def wait_until(check, timeout=10.0):
     return False
 
 
+def test_a_generated_name_that_is_taken_is_generated_again(c, ns, monkeypatch):
+    from timoner.apiserver import store
+
+    names = iter(["taken", "taken", "fresh"])
+    monkeypatch.setattr(store, "_generated", lambda prefix: prefix + next(names))
+    path = f"/api/v1/namespaces/{ns}/configmaps"
+    assert c.post(path, json={"metadata": {"generateName": "cm-"}}).json()["metadata"]["name"] == "cm-taken"
+    # The next generated name collides: the server picks another instead of answering 409 (RetryGenerateName).
+    r = c.post(path, json={"metadata": {"generateName": "cm-"}})
+    assert r.status_code == 201, r.text
+    assert r.json()["metadata"]["name"] == "cm-fresh"
+    # An explicit name that is taken is still a conflict.
+    r = c.post(path, json={"metadata": {"name": "cm-fresh"}})
+    assert r.status_code == 409 and r.json()["reason"] == "AlreadyExists"
+
+
 def test_system_fields_generation_and_generate_name(c, ns):
     r = c.post(f"/apis/apps/v1/namespaces/{ns}/deployments", json={
         "metadata": {"generateName": "web-"},

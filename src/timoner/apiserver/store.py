@@ -43,6 +43,11 @@ log = logging.getLogger("timoner.apiserver.store")
 
 _ALNUM = string.ascii_lowercase + string.digits
 _GENERATE_CHARS = "bcdfghjklmnpqrstvwxz2456789"  # upstream's: no vowels, no confusable digits
+_GENERATE_ATTEMPTS = 8  # upstream's RetryGenerateName: the first try and 7 more
+
+
+def _generated(prefix: str) -> str:
+    return prefix + "".join(secrets.choice(_GENERATE_CHARS) for _ in range(5))
 _RETURNS_DELETED_OBJECT = {("", "pods"), ("", "services"), ("", "namespaces")}
 _IMMUTABLE_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds")
 
@@ -192,9 +197,10 @@ class Store:
             meta["namespace"] = namespace
         else:
             meta.pop("namespace", None)
+        generate_name = not meta.get("name") and bool(meta.get("generateName"))
         if not meta.get("name"):
-            if meta.get("generateName"):
-                meta["name"] = meta["generateName"] + "".join(secrets.choice(_GENERATE_CHARS) for _ in range(5))
+            if generate_name:
+                meta["name"] = _generated(meta["generateName"])
             else:
                 raise errors.Invalid(info.kind, "", [Cause(
                     "FieldValueRequired", "Required value: name or generateName is required", "metadata.name")],
@@ -217,11 +223,19 @@ class Store:
             if dry_run:
                 self._release(allocated)
                 return obj
-            key = object_key(info, namespace, meta["name"])
-            try:
-                kv = await self.backend.create(key, _encode(stored))
-            except KeyExists:
-                raise errors.AlreadyExists(info.plural, meta["name"], group=info.group) from None
+            for attempt in range(_GENERATE_ATTEMPTS if generate_name else 1):
+                if attempt:
+                    # A generated name that is taken is generated again (upstream's RetryGenerateName, on in 1.32).
+                    meta["name"] = _generated(meta["generateName"])
+                    if stored is not obj:
+                        stored["metadata"]["name"] = meta["name"]
+                key = object_key(info, namespace, meta["name"])
+                try:
+                    kv = await self.backend.create(key, _encode(stored))
+                    break
+                except KeyExists:
+                    if not generate_name or attempt == _GENERATE_ATTEMPTS - 1:
+                        raise errors.AlreadyExists(info.plural, meta["name"], group=info.group) from None
         except BaseException:
             self._release(allocated)
             raise

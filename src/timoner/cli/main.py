@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     ctrl.add_argument("--kubeconfig", required=True, type=Path, help="how to reach the API server")
     ctrl.add_argument("--terminated-pod-gc-threshold", type=int, default=12500,
                       help="finished pods kept before the oldest are deleted (default 12500; 0 = never)")
+    ctrl.add_argument("--metrics-port", type=_non_negative, default=0,
+                      help="serve reconcile counters at http://127.0.0.1:PORT/metrics (default 0 = off)")
     ctrl.add_argument("-v", "--verbose", action="count", default=0)
     sched = sub.add_parser("scheduler", help="run the scheduler (binds pending pods to nodes)")
     sched.add_argument("--kubeconfig", required=True, type=Path, help="how to reach the API server")
@@ -47,11 +49,20 @@ def _parser() -> argparse.ArgumentParser:
     agent = sub.add_parser("agent", help="run the node agent (registers a Node, heartbeats, watches its pods)")
     agent.add_argument("--kubeconfig", required=True, type=Path, help="how to reach the API server")
     agent.add_argument("--node-name", default=None, help="the Node's name (default: the host name)")
-    agent.add_argument("--runtime", default="process", choices=("process", "runc", "hollow"))
+    agent.add_argument("--runtime", default="process", choices=("process", "hollow"))
     agent.add_argument("--root-dir", type=Path, default=None, help="the agent's state directory")
     agent.add_argument("--port", type=int, default=10250, help="the node server's port (0 = any)")
+    agent.add_argument("--max-pods", type=_non_negative, default=110,
+                       help="pods this node can run: its pods capacity (default 110, as kubelet's)")
     agent.add_argument("-v", "--verbose", action="count", default=0)
     return parser
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, not {value}")
+    return value
 
 
 async def _until_signalled(coro) -> int:
@@ -78,13 +89,15 @@ async def _run(args: argparse.Namespace) -> int:
 
         print("timoner controllers: starting (waiting for the leader lease)", flush=True)
         return await _until_signalled(controllers_main(
-            args.kubeconfig, terminated_pod_gc_threshold=args.terminated_pod_gc_threshold))
+            args.kubeconfig, terminated_pod_gc_threshold=args.terminated_pod_gc_threshold,
+            metrics_port=args.metrics_port))
     if args.command == "agent":
         from timoner.node.agent import main as agent_main
 
         print(f"timoner agent: starting (runtime {args.runtime})", flush=True)
         return await _until_signalled(agent_main(args.kubeconfig, node_name=args.node_name, runtime=args.runtime,
-                                                 root_dir=args.root_dir, port=args.port))
+                                                 root_dir=args.root_dir, port=args.port,
+                                                 max_pods=args.max_pods))
     # Imported here, not at the top: `timoner agent`, `scheduler` and `controllers` never load the API
     # server (uvicorn, protobuf, SQLite), which would cost each of them ~9 MB of memory for nothing.
     from timoner.apiserver.server import APIServer, ServerConfig

@@ -20,9 +20,8 @@
 - `maxUnavailable` and `maxSurge` resolve against the number of nodes that
   should run the pod, percentages rounded up.
 
-The node-affinity matcher mirrors the scheduler's NodeAffinity plugin
-(component-helpers' `nodeaffinity` upstream); controllers may not import
-the scheduler, so it is repeated here.
+Node-affinity and toleration matching is `timoner.api.scheduling`, the
+same code the scheduler's NodeAffinity and TaintToleration plugins run.
 """
 
 from __future__ import annotations
@@ -30,8 +29,15 @@ from __future__ import annotations
 import copy
 import functools
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from typing import Any
+
+from timoner.api.scheduling import (
+    NODE_NAME_FIELD,
+    pod_matches_node,
+    required_node_selector_terms,
+    untolerated_taint,
+)
 
 from ._history import REVISION_HASH_LABEL
 from ._pods import parse_time
@@ -46,7 +52,6 @@ __all__ = [
     "is_pod_updated",
     "new_daemon_pod",
     "node_should_run",
-    "pod_matches_node",
     "pod_template",
     "pods_by_node",
     "replace_node_affinity",
@@ -54,16 +59,13 @@ __all__ = [
     "surge_count",
     "target_node_name",
     "template_generation",
-    "tolerates",
     "unavailable_count",
-    "untolerated_taint",
 ]
 
 Obj = dict[str, Any]
 
 TEMPLATE_GENERATION = "deprecated.daemonset.template.generation"
 TEMPLATE_GENERATION_LABEL = "pod-template-generation"
-_NAME_FIELD = "metadata.name"
 
 _DAEMON_TOLERATIONS = (
     ("node.kubernetes.io/not-ready", "NoExecute"),
@@ -107,93 +109,12 @@ def add_daemon_tolerations(spec: Obj) -> None:
         _add_or_update_toleration(spec, {"key": key, "operator": "Exists", "effect": effect})
 
 
-def tolerates(toleration: Obj, taint: Obj) -> bool:
-    """Upstream's Toleration.ToleratesTaint."""
-    effect = toleration.get("effect") or ""
-    if effect and effect != taint.get("effect"):
-        return False
-    key = toleration.get("key") or ""
-    if key and key != taint.get("key"):
-        return False
-    operator = toleration.get("operator") or "Equal"
-    if operator == "Exists":
-        return True
-    return operator == "Equal" and (toleration.get("value") or "") == (taint.get("value") or "")
-
-
-def untolerated_taint(taints: Iterable[Obj], tolerations: Sequence[Obj], effects: Iterable[str]) -> Obj | None:
-    """The first taint with one of `effects` that no toleration tolerates (FindMatchingUntoleratedTaint)."""
-    effects = set(effects)
-    for taint in taints:
-        if taint.get("effect") in effects and not any(tolerates(t, taint) for t in tolerations):
-            return taint
-    return None
-
-
-# -- node affinity --------------------------------------------------------------------------------
-
-
-def _int(text: str) -> int | None:
-    try:
-        return int(text)
-    except (TypeError, ValueError):
-        return None
-
-
-def _requirement_matches(req: Obj, values_by_key: Mapping[str, str]) -> bool:
-    key, operator = req.get("key", ""), req.get("operator")
-    values = [str(v) for v in req.get("values") or []]
-    present = key in values_by_key
-    value = values_by_key.get(key, "")
-    if operator == "In":
-        return present and value in values
-    if operator == "NotIn":
-        return not present or value not in values
-    if operator == "Exists":
-        return present
-    if operator == "DoesNotExist":
-        return not present
-    if operator in ("Gt", "Lt"):
-        have, want = _int(value), _int(values[0]) if len(values) == 1 else None
-        if not present or have is None or want is None:
-            return False
-        return have > want if operator == "Gt" else have < want
-    return False
-
-
-def _term_matches(term: Obj, node: Obj) -> bool:
-    expressions = term.get("matchExpressions") or []
-    fields = term.get("matchFields") or []
-    if not expressions and not fields:
-        return False
-    labels = (node.get("metadata") or {}).get("labels") or {}
-    if not all(_requirement_matches(req, labels) for req in expressions):
-        return False
-    node_fields = {_NAME_FIELD: node["metadata"]["name"]}
-    return all(req.get("key") in node_fields and _requirement_matches(req, node_fields) for req in fields)
-
-
-def _required_terms(pod: Obj) -> list[Obj] | None:
-    affinity = ((pod.get("spec") or {}).get("affinity") or {}).get("nodeAffinity") or {}
-    required = affinity.get("requiredDuringSchedulingIgnoredDuringExecution")
-    if required is None:
-        return None
-    return required.get("nodeSelectorTerms") or []
-
-
-def pod_matches_node(pod: Obj, node: Obj) -> bool:
-    """`spec.nodeSelector` and the required node affinity terms (an OR of ANDs) both hold for `node`."""
-    selector = (pod.get("spec") or {}).get("nodeSelector") or {}
-    labels = (node.get("metadata") or {}).get("labels") or {}
-    if any(labels.get(key) != value for key, value in selector.items()):
-        return False
-    terms = _required_terms(pod)
-    return terms is None or any(_term_matches(term, node) for term in terms)
+# -- placement ------------------------------------------------------------------------------------
 
 
 def replace_node_affinity(affinity: Obj | None, node_name: str) -> Obj:
     """`affinity` with its required node terms replaced by `metadata.name In [node_name]` (upstream's way)."""
-    term = {"matchFields": [{"key": _NAME_FIELD, "operator": "In", "values": [node_name]}]}
+    term = {"matchFields": [{"key": NODE_NAME_FIELD, "operator": "In", "values": [node_name]}]}
     affinity = copy.deepcopy(affinity) if affinity else {}
     node_affinity = affinity.setdefault("nodeAffinity", {})
     node_affinity["requiredDuringSchedulingIgnoredDuringExecution"] = {"nodeSelectorTerms": [term]}
@@ -205,9 +126,9 @@ def target_node_name(pod: Obj) -> str | None:
     node_name = (pod.get("spec") or {}).get("nodeName")
     if node_name:
         return node_name
-    for term in _required_terms(pod) or ():
+    for term in required_node_selector_terms(pod) or ():
         for req in term.get("matchFields") or ():
-            if req.get("key") == _NAME_FIELD and req.get("operator") == "In":
+            if req.get("key") == NODE_NAME_FIELD and req.get("operator") == "In":
                 values = req.get("values") or []
                 return values[0] if len(values) == 1 else None
     return None

@@ -26,6 +26,7 @@ from typing import Any
 
 import orjson
 
+from ._history import prune_unset
 from ._pods import now_rfc3339, parse_time
 
 __all__ = [
@@ -284,27 +285,12 @@ def sorted_by_size(rss: Iterable[Obj], *, newer_first: bool) -> list[Obj]:
     return sorted(rss, key=functools.cmp_to_key(compare))
 
 
-def _prune(value: Any) -> Any:
-    """Semantic equality as apimachinery's: null, empty maps and empty lists are all "unset"."""
-    if isinstance(value, dict):
-        out = {}
-        for key, item in value.items():
-            item = _prune(item)
-            if item is None or item == {} or item == []:
-                continue
-            out[key] = item
-        return out
-    if isinstance(value, list):
-        return [_prune(item) for item in value]
-    return value
-
-
 def _without_hash(template: Obj | None) -> Obj:
     template = copy.deepcopy(template or {})
     labels = (template.get("metadata") or {}).get("labels")
     if isinstance(labels, dict):
         labels.pop(POD_TEMPLATE_HASH, None)
-    return _prune(template)
+    return prune_unset(template)
 
 
 def equal_ignore_hash(t1: Obj | None, t2: Obj | None) -> bool:

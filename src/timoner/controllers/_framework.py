@@ -52,6 +52,8 @@ log = logging.getLogger("timoner.controllers")
 
 Obj = dict[str, Any]
 
+RESULTS = ("success", "error", "requeue", "requeue_after")  # the outcomes a Controller counts
+
 
 @dataclass(frozen=True, slots=True, order=True)
 class Request:
@@ -132,6 +134,9 @@ class Controller:
             rate_limiter=rate_limiter or default_controller_rate_limiter(clock=clock), clock=clock)
         self.informers: list[Informer] = []
         self.reconciles = 0  # completed reconciles, for tests and metrics
+        # Completed reconciles by outcome, controller-runtime's `result` label of
+        # controller_runtime_reconcile_total: success, error, requeue, requeue_after.
+        self.outcomes: dict[str, int] = dict.fromkeys(RESULTS, 0)
 
     # -- what feeds the queue -------------------------------------------------------------
 
@@ -218,13 +223,17 @@ class Controller:
             else:
                 log.warning("%s: reconciling %s failed; retrying", self.name, request, exc_info=True)
             self.queue.add_rate_limited(request)
+            self.outcomes["error"] += 1
             return
         finally:
             self.reconciles += 1
         if result.requeue_after > 0:
             self.queue.forget(request)
             self.queue.add_after(request, result.requeue_after)
+            self.outcomes["requeue_after"] += 1
         elif result.requeue:
             self.queue.add_rate_limited(request)
+            self.outcomes["requeue"] += 1
         else:
             self.queue.forget(request)
+            self.outcomes["success"] += 1

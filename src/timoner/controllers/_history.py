@@ -56,6 +56,7 @@ __all__ = [
     "live_hashes",
     "new_revision",
     "next_revision",
+    "prune_unset",
     "renumber",
     "revision_name",
     "sort_revisions",
@@ -74,18 +75,18 @@ _SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 _MAX_PREFIX = 223  # 253 (a DNS subdomain) less room for "-" and a hash
 
 
-def _prune(value: Any) -> Any:
-    """Semantic equality as apimachinery's: null, empty maps and empty lists are all "unset"."""
+def prune_unset(value: Any) -> Any:
+    """`value` without what is unset, for semantic equality as apimachinery's: null, empty maps and lists."""
     if isinstance(value, dict):
         out = {}
         for key, item in value.items():
-            item = _prune(item)
+            item = prune_unset(item)
             if item is None or item == {} or item == []:
                 continue
             out[key] = item
         return out
     if isinstance(value, list):
-        return [_prune(item) for item in value]
+        return [prune_unset(item) for item in value]
     return value
 
 
@@ -122,7 +123,7 @@ def apply_revision(owner: Obj, revision: Obj) -> Obj:
 
 def hash_revision(data: Any, collision_count: int | None = None) -> str:
     """A stable, label-safe hash of revision data and the collision count (see the module docstring)."""
-    raw = orjson.dumps(_prune(data), option=orjson.OPT_SORT_KEYS)
+    raw = orjson.dumps(prune_unset(data), option=orjson.OPT_SORT_KEYS)
     if collision_count is not None:
         raw += (collision_count & 0xFFFFFFFF).to_bytes(4, "little")
     value = 0x811C9DC5
@@ -155,7 +156,7 @@ def equal_revision(a: Obj | None, b: Obj | None) -> bool:
     """Same data (upstream compares hash labels and bytes; equal data is what those stand for)."""
     if a is None or b is None:
         return a is b
-    return _prune(a.get("data")) == _prune(b.get("data"))
+    return prune_unset(a.get("data")) == prune_unset(b.get("data"))
 
 
 def find_equal_revisions(revisions: Iterable[Obj], needle: Obj) -> list[Obj]:

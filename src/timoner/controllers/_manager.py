@@ -28,6 +28,7 @@ from pathlib import Path
 from timoner.client import Client, LeaderElector, load_kubeconfig
 
 from ._framework import Controller, SharedInformers
+from ._metrics import MetricsServer
 from .cronjob import new_cronjob_controller
 from .daemonset import new_daemonset_controller
 from .deployment import new_deployment_controller
@@ -128,14 +129,29 @@ def new_manager(client: Client, *, terminated_pod_gc_threshold: int = TERMINATED
 
 
 async def main(kubeconfig: Path, *, identity: str | None = None,
-               terminated_pod_gc_threshold: int = TERMINATED_POD_GC_THRESHOLD) -> None:
-    """`timoner controllers --kubeconfig FILE`: run the controller manager until cancelled."""
-    async with Client(load_kubeconfig(kubeconfig), user_agent="timoner-controller-manager") as client:
-        while True:
-            try:
-                await new_manager(client, identity=identity,
-                                  terminated_pod_gc_threshold=terminated_pod_gc_threshold).run()
-                return
-            except LeadershipLost as exc:
-                log.error("%s; starting over as a candidate", exc)
-                await asyncio.sleep(1.0)
+               terminated_pod_gc_threshold: int = TERMINATED_POD_GC_THRESHOLD, metrics_port: int = 0) -> None:
+    """`timoner controllers --kubeconfig FILE`: run the controller manager until cancelled.
+
+    `metrics_port` > 0 serves the current manager's reconcile counters at
+    `http://127.0.0.1:<port>/metrics` (`_metrics`).
+    """
+    current: list[Manager] = []
+    metrics = None
+    if metrics_port:
+        metrics = MetricsServer(lambda: current[0].controllers if current else (), port=metrics_port)
+        await metrics.start()
+    try:
+        async with Client(load_kubeconfig(kubeconfig), user_agent="timoner-controller-manager") as client:
+            while True:
+                manager = new_manager(client, identity=identity,
+                                      terminated_pod_gc_threshold=terminated_pod_gc_threshold)
+                current[:] = [manager]
+                try:
+                    await manager.run()
+                    return
+                except LeadershipLost as exc:
+                    log.error("%s; starting over as a candidate", exc)
+                    await asyncio.sleep(1.0)
+    finally:
+        if metrics is not None:
+            await metrics.stop()

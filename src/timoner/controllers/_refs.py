@@ -16,6 +16,11 @@ Adoption first re-reads the owner from the API server, once per sync
 adopting for it would hand pods to the garbage collector. Both patches
 carry the object's `uid` as a precondition, so a same-named replacement is
 never touched.
+
+The informer side, shared by the workload controllers: a changed object
+wakes its controller (`resolve_controller_ref`: the cached owner of the
+kind named, with the uid named) or, when it has none, every controller
+whose selector matches its labels (`selecting_controllers`).
 """
 
 from __future__ import annotations
@@ -23,13 +28,13 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from timoner.api.errors import NotFound
-from timoner.api.selectors import LabelSelector
-from timoner.client import Client, Resource
+from timoner.api.errors import APIError, NotFound
+from timoner.api.selectors import LabelSelector, label_selector_from_dict
+from timoner.client import Client, Lister, Resource
 
 from ._framework import controller_ref
 
-__all__ = ["ClaimManager", "OwnerGone", "new_controller_ref"]
+__all__ = ["ClaimManager", "OwnerGone", "new_controller_ref", "resolve_controller_ref", "selecting_controllers"]
 
 Obj = dict[str, Any]
 
@@ -43,6 +48,49 @@ def new_controller_ref(owner: Obj) -> Obj:
     meta = owner["metadata"]
     return {"apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": meta["name"], "uid": meta["uid"],
             "controller": True, "blockOwnerDeletion": True}
+
+
+def resolve_controller_ref(lister: Lister, namespace: str | None, ref: Obj | None, *, kind: str,
+                           group: str | None = None) -> Obj | None:
+    """The cached controller `ref` names in `namespace` (upstream's resolveControllerRef).
+
+    None when there is no reference, it names another kind (or, with
+    `group`, another API group), or the cached object of that name has
+    another uid (a same-named replacement).
+    """
+    if ref is None or ref.get("kind") != kind:
+        return None
+    if group is not None and not str(ref.get("apiVersion", "")).startswith(f"{group}/"):
+        return None
+    owner = lister.get(namespace, ref.get("name", ""))
+    if owner is None or owner["metadata"].get("uid") != ref.get("uid"):
+        return None
+    return owner
+
+
+def _spec_selector(owner: Obj) -> LabelSelector:
+    return label_selector_from_dict((owner.get("spec") or {}).get("selector"))
+
+
+def selecting_controllers(lister: Lister, obj: Obj, *,
+                          selector: Callable[[Obj], LabelSelector] = _spec_selector) -> list[Obj]:
+    """The cached controllers in `obj`'s namespace whose selector matches its labels (upstream's getPodXs).
+
+    An object without labels matches none; a controller whose selector is
+    empty or does not parse selects nothing here.
+    """
+    labels = obj["metadata"].get("labels")
+    if not labels:
+        return []
+    out = []
+    for owner in lister.list(obj["metadata"].get("namespace", "")):
+        try:
+            owner_selector = selector(owner)
+        except APIError:
+            continue
+        if not owner_selector.empty and owner_selector.matches(labels):
+            out.append(owner)
+    return out
 
 
 class ClaimManager:

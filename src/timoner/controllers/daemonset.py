@@ -52,7 +52,7 @@ from . import _history as history
 from ._expectations import Expectations
 from ._framework import Change, Controller, Request, Result, SharedInformers, controller_ref
 from ._pods import is_available, is_ready, slow_start_batch
-from ._refs import ClaimManager, new_controller_ref
+from ._refs import ClaimManager, new_controller_ref, resolve_controller_ref, selecting_controllers
 
 __all__ = ["DAEMON_SETS", "NODES", "DaemonSetReconciler", "new_daemonset_controller"]
 
@@ -179,27 +179,11 @@ class DaemonSetReconciler:
         return [Request.of(ds) for ds in sets if du.node_should_run(old, ds) != du.node_should_run(node, ds)]
 
     def _resolve(self, obj: Obj) -> Obj | None:
-        ref = controller_ref(obj)
-        if ref is None or ref.get("kind") != "DaemonSet" or not str(ref.get("apiVersion", "")).startswith("apps/"):
-            return None
-        ds = self.sets.lister.get(obj["metadata"].get("namespace"), ref.get("name", ""))
-        if ds is None or ds["metadata"].get("uid") != ref.get("uid"):
-            return None
-        return ds
+        return resolve_controller_ref(self.sets.lister, obj["metadata"].get("namespace"), controller_ref(obj),
+                                      kind="DaemonSet", group="apps")
 
     def _matching_sets(self, obj: Obj) -> list[Request]:
-        labels = obj["metadata"].get("labels")
-        if not labels:
-            return []
-        out = []
-        for ds in self.sets.lister.list(obj["metadata"].get("namespace", "")):
-            try:
-                selector = label_selector_from_dict((ds.get("spec") or {}).get("selector"))
-            except APIError:
-                continue
-            if not selector.empty and selector.matches(labels):
-                out.append(Request.of(ds))
-        return out
+        return [Request.of(ds) for ds in selecting_controllers(self.sets.lister, obj)]
 
     # -- one sync ---------------------------------------------------------------------------------
 

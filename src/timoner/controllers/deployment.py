@@ -53,7 +53,7 @@ from timoner.client import Client, Clock, EventRecorder, Informer, resource_for
 from . import _deployment_util as du
 from ._framework import Change, Controller, Request, Result, SharedInformers, controller_ref
 from ._progress import rollout_status, stuck_recheck
-from ._refs import ClaimManager, new_controller_ref
+from ._refs import ClaimManager, new_controller_ref, resolve_controller_ref, selecting_controllers
 
 __all__ = ["DEPLOYMENTS", "REPLICA_SETS", "DeploymentReconciler", "new_deployment_controller"]
 
@@ -127,11 +127,9 @@ class DeploymentReconciler:
         if change.type != "delete":
             return []
         pod = change.obj
-        ref = controller_ref(pod)
-        if ref is None or ref.get("kind") != "ReplicaSet":
-            return []
-        rs = self.sets.lister.get(pod["metadata"].get("namespace"), ref.get("name", ""))
-        if rs is None or rs["metadata"].get("uid") != ref.get("uid"):
+        rs = resolve_controller_ref(self.sets.lister, pod["metadata"].get("namespace"), controller_ref(pod),
+                                    kind="ReplicaSet")
+        if rs is None:
             return []
         rs_ref = controller_ref(rs)
         if rs_ref is None:
@@ -144,26 +142,11 @@ class DeploymentReconciler:
         return requests
 
     def _owner(self, obj: Obj, ref: Obj) -> list[Request]:
-        if ref.get("kind") != "Deployment":
-            return []
-        d = self.deployments.lister.get(obj["metadata"].get("namespace"), ref.get("name", ""))
-        if d is None or d["metadata"].get("uid") != ref.get("uid"):
-            return []
-        return [Request.of(d)]
+        d = resolve_controller_ref(self.deployments.lister, obj["metadata"].get("namespace"), ref, kind="Deployment")
+        return [] if d is None else [Request.of(d)]
 
     def _matching_deployments(self, rs: Obj) -> list[Request]:
-        labels = rs["metadata"].get("labels")
-        if not labels:
-            return []
-        out = []
-        for d in self.deployments.lister.list(rs["metadata"].get("namespace", "")):
-            try:
-                selector = label_selector_from_dict((d.get("spec") or {}).get("selector"))
-            except APIError:
-                continue
-            if not selector.empty and selector.matches(labels):
-                out.append(Request.of(d))
-        return out
+        return [Request.of(d) for d in selecting_controllers(self.deployments.lister, rs)]
 
     # -- one sync --------------------------------------------------------------------------
 

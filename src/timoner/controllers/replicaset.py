@@ -46,7 +46,7 @@ from ._pods import (
     ready_condition,
     slow_start_batch,
 )
-from ._refs import ClaimManager, new_controller_ref
+from ._refs import ClaimManager, new_controller_ref, resolve_controller_ref, selecting_controllers
 
 __all__ = ["BURST_REPLICAS", "REPLICA_SET", "REPLICATION_CONTROLLER", "ReplicaSetReconciler", "ReplicatedKind",
            "new_replicaset_controller"]
@@ -206,26 +206,10 @@ class ReplicaSetReconciler:
         return [Request.of(rs)]
 
     def _resolve(self, pod: Obj, ref: Obj) -> Obj | None:
-        if ref.get("kind") != self.kind.kind:
-            return None
-        rs = self.sets.lister.get(pod["metadata"].get("namespace"), ref.get("name", ""))
-        if rs is None or rs["metadata"].get("uid") != ref.get("uid"):
-            return None
-        return rs
+        return resolve_controller_ref(self.sets.lister, pod["metadata"].get("namespace"), ref, kind=self.kind.kind)
 
     def _matching_sets(self, pod: Obj) -> list[Obj]:
-        labels = pod["metadata"].get("labels")
-        if not labels:
-            return []
-        out = []
-        for rs in self.sets.lister.list(pod["metadata"].get("namespace", "")):
-            try:
-                selector = self.kind.selector(rs)
-            except APIError:
-                continue
-            if not selector.empty and selector.matches(labels):
-                out.append(rs)
-        return out
+        return selecting_controllers(self.sets.lister, pod, selector=self.kind.selector)
 
     # -- one sync ------------------------------------------------------------------------
 

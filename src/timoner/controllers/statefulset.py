@@ -54,7 +54,7 @@ from . import _history as history
 from . import _stateful_util as su
 from ._framework import Change, Controller, Request, Result, SharedInformers, controller_ref
 from ._pods import is_ready
-from ._refs import ClaimManager
+from ._refs import ClaimManager, resolve_controller_ref, selecting_controllers
 
 __all__ = ["PVCS", "STATEFUL_SETS", "StatefulSetReconciler", "new_statefulset_controller"]
 
@@ -134,27 +134,12 @@ class StatefulSetReconciler:
         return self._owner(change.obj) + (self._owner(change.old) if change.old is not None else [])
 
     def _owner(self, obj: Obj) -> list[Request]:
-        ref = controller_ref(obj)
-        if ref is None or ref.get("kind") != "StatefulSet" or not str(ref.get("apiVersion", "")).startswith("apps/"):
-            return []
-        sts = self.sets.lister.get(obj["metadata"].get("namespace"), ref.get("name", ""))
-        if sts is None or sts["metadata"].get("uid") != ref.get("uid"):
-            return []
-        return [Request.of(sts)]
+        sts = resolve_controller_ref(self.sets.lister, obj["metadata"].get("namespace"), controller_ref(obj),
+                                     kind="StatefulSet", group="apps")
+        return [] if sts is None else [Request.of(sts)]
 
     def _matching_sets(self, pod: Obj) -> list[Request]:
-        labels = pod["metadata"].get("labels")
-        if not labels:
-            return []
-        out = []
-        for sts in self.sets.lister.list(pod["metadata"].get("namespace", "")):
-            try:
-                selector = label_selector_from_dict((sts.get("spec") or {}).get("selector"))
-            except APIError:
-                continue
-            if not selector.empty and selector.matches(labels):
-                out.append(Request.of(sts))
-        return out
+        return [Request.of(sts) for sts in selecting_controllers(self.sets.lister, pod)]
 
     # -- one sync ------------------------------------------------------------------------------
 

@@ -38,7 +38,7 @@ from timoner.client import Client, EventRecorder, Informer, load_kubeconfig, obj
 
 from .config import AgentConfig, default_node_name
 from .lease import NodeLease
-from .machine import Machine, primary_ipv4, read_machine
+from .machine import DEFAULT_MAX_PODS, Machine, primary_ipv4, read_machine
 from .pods import (
     PodNetwork,
     PodWorkerConfig,
@@ -158,13 +158,15 @@ def _cluster_ca(client: Client) -> bytes | None:
 
 
 async def main(kubeconfig: Path, *, node_name: str | None = None, runtime: str = "process",
-               root_dir: Path | None = None, port: int = 10250, stop_containers_on_exit: bool = False) -> None:
+               root_dir: Path | None = None, port: int = 10250, stop_containers_on_exit: bool = False,
+               max_pods: int = DEFAULT_MAX_PODS) -> None:
     """`timoner agent`: run this machine's node agent against the cluster in `kubeconfig` until cancelled.
 
     Containers normally outlive the agent (a restarted agent re-adopts them, as kubelet does);
     `stop_containers_on_exit` stops them instead, for `timoner up`, whose cluster ends with it.
     """
-    config = AgentConfig(node_name=node_name or default_node_name(), runtime=runtime, kubelet_port=port)
+    config = AgentConfig(node_name=node_name or default_node_name(), runtime=runtime, kubelet_port=port,
+                         max_pods=max_pods)
     if root_dir is not None:
         config = replace(config, root_dir=root_dir)
     runtime_impl: Runtime | None = None

@@ -21,7 +21,7 @@ __all__ = ["KUBELET_VERSION", "NODE_LEASE_NAMESPACE", "RUNTIMES", "AgentConfig",
 
 KUBELET_VERSION = "v1.32.0-timoner"
 NODE_LEASE_NAMESPACE = "kube-node-lease"
-RUNTIMES = ("process", "runc", "hollow")
+RUNTIMES = ("process", "hollow")  # runc (OCI images) comes with a later milestone
 RUNTIME_VERSION = "0.1"
 
 
@@ -72,6 +72,8 @@ class AgentConfig:
             raise ValueError(f"unknown runtime {self.runtime!r}; choose one of {', '.join(RUNTIMES)}")
         if not self.node_name:
             raise ValueError("node_name must not be empty")
+        if self.max_pods < 0:
+            raise ValueError("max_pods must be >= 0")
         if not 0 < self.lease_interval < self.lease_duration_seconds:
             raise ValueError("need 0 < lease_interval < lease_duration_seconds")
         if not 0 < self.status_update_interval <= self.status_report_interval:

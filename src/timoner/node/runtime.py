@@ -11,8 +11,9 @@ Optional features live in their own protocols, checked with `isinstance`
 (they are `runtime_checkable`), so a runtime that cannot stream logs simply
 does not implement `LogsRuntime`, and the agent answers 400 for it.
 
-Runtimes: `process` (host processes, default), `runc` (OCI containers, needs
-root), `hollow` (simulated, `timoner.node.runtimes.hollow`).
+Runtimes: `process` (host processes, default) and `hollow` (simulated,
+`timoner.node.runtimes.hollow`); `runc` (OCI images, needs root) comes with
+a later milestone.
 
 All methods are async and may be called concurrently for different
 containers; a runtime serialises per container itself if it must.

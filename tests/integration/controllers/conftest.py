@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from dataclasses import dataclass, field
 
 import pytest
 
-from timoner.client import Client, load_kubeconfig, resource_for
+from timoner.client import Client, resource_for
 from timoner.controllers import Manager, new_manager
 from timoner.node.agent import Agent
 from timoner.node.config import AgentConfig
@@ -23,26 +22,12 @@ from timoner.node.pods import PodWorkerConfig
 from timoner.scheduler import Scheduler
 
 PODS = resource_for("v1", "Pod")
-NAMESPACES = resource_for("v1", "Namespace")
 DEPLOYMENTS = resource_for("apps/v1", "Deployment")
 REPLICA_SETS = resource_for("apps/v1", "ReplicaSet")
 RCS = resource_for("v1", "ReplicationController")
 EVENTS = resource_for("v1", "Event")
 
 FAST_PODS = PodWorkerConfig(backoff_base=0.2, backoff_cap=1.0, retry_interval=0.2)
-
-
-@pytest.fixture
-async def client(server):
-    async with Client(load_kubeconfig(server.kubeconfig), user_agent="controller-tests") as c:
-        yield c
-
-
-@pytest.fixture
-async def namespace(client):
-    name = f"ns-{uuid.uuid4().hex[:8]}"
-    await client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    return name
 
 
 @dataclass

@@ -8,6 +8,7 @@ import uuid
 from dataclasses import replace
 
 import pytest
+from node_helpers import FAST_PODS, start_pod_agent
 
 from timoner.client import Client, load_kubeconfig
 from timoner.node.agent import Agent
@@ -57,6 +58,25 @@ async def start_agent(client):
             if task.done():
                 task.result()  # raises the agent's failure
             raise AssertionError("agent did not register within 20s")
+        agent.task = task  # type: ignore[attr-defined]
+        return agent
+
+    yield start
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@pytest.fixture
+async def run_agent(client):
+    """`await run_agent(config, runtime, pod_config)`: an Agent with pod workers on `runtime` until the test ends."""
+    tasks: list[asyncio.Task[None]] = []
+
+    async def start(config, runtime, pod_config=FAST_PODS) -> Agent:
+        agent, task = await start_pod_agent(client, config, runtime, pod_config=pod_config)
+        tasks.append(task)
         agent.task = task  # type: ignore[attr-defined]
         return agent
 

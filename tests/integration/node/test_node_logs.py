@@ -12,42 +12,23 @@ import contextlib
 import datetime as dt
 import re
 import ssl
-import uuid
 
 import httpx
 import pytest
+from node_helpers import start_pod_agent
 
 from timoner.client import resource_for
-from timoner.node.agent import Agent
-from timoner.node.pods import PodWorkerConfig
 from timoner.node.runtimes.process import ProcessRuntime
 
 PODS = resource_for("v1", "Pod")
-NAMESPACES = resource_for("v1", "Namespace")
-FAST = PodWorkerConfig(backoff_base=0.2, backoff_cap=1.0, retry_interval=0.2)
 STAMP = re.compile(rb"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z ")
-
-
-@pytest.fixture
-async def namespace(client):
-    name = f"ns-{uuid.uuid4().hex[:8]}"
-    await client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    return name
 
 
 @pytest.fixture
 async def runtime(tmp_path, config, client):
     """A process runtime under an agent with fast back-off; its containers are stopped at the end."""
     rt = ProcessRuntime(tmp_path / "rt")
-    agent = Agent(client, config, runtime=rt, pod_config=FAST)
-    task = asyncio.create_task(agent.run())
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 20
-    while agent.pod_workers is None or not agent.pod_workers.recovered.is_set():
-        if task.done():
-            task.result()
-        assert loop.time() < deadline, "agent did not start its pod workers within 20s"
-        await asyncio.sleep(0.02)
+    _, task = await start_pod_agent(client, config, rt)
     yield rt
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):

@@ -13,21 +13,13 @@ import asyncio
 import contextlib
 import socket
 import time
-import uuid
 from collections.abc import AsyncIterator
 
-import pytest
-
 from timoner.client import EVENTS, resource_for
-from timoner.node.agent import Agent
-from timoner.node.pods import PodWorkerConfig
 from timoner.node.runtime import ContainerID
 from timoner.node.runtimes.hollow import HollowRuntime
 
 PODS = resource_for("v1", "Pod")
-NAMESPACES = resource_for("v1", "Namespace")
-
-FAST = PodWorkerConfig(backoff_base=0.2, backoff_cap=1.0, retry_interval=0.2)
 
 
 class Session:
@@ -85,39 +77,6 @@ class ScriptedRuntime(HollowRuntime):
         return [e for e in self.log if e[0] == kind]
 
 
-@pytest.fixture
-async def namespace(client):
-    name = f"ns-{uuid.uuid4().hex[:8]}"
-    await client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    return name
-
-
-@pytest.fixture
-async def agent_on(client):
-    """`await agent_on(config, runtime)`: an Agent with pod workers on `runtime` until the test ends."""
-    tasks: list[asyncio.Task[None]] = []
-
-    async def start(config, runtime) -> Agent:
-        agent = Agent(client, config, runtime=runtime, pod_config=FAST)
-        tasks.append(asyncio.create_task(agent.run()))
-        agent.task = tasks[-1]  # type: ignore[attr-defined]
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 20
-        while agent.pod_workers is None or not agent.pod_workers.recovered.is_set():
-            if tasks[-1].done():
-                tasks[-1].result()
-            assert loop.time() < deadline, "agent did not start its pod workers within 20s"
-            await asyncio.sleep(0.02)
-        return agent
-
-    yield start
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
 def pod(node, *, restart="Always", grace=None, **container):
     spec = {"nodeName": node, "restartPolicy": restart,
             "containers": [{"name": "c", "image": "busybox", **container}]}
@@ -169,10 +128,10 @@ class History:
             await self._task
 
 
-async def test_liveness_failure_kills_with_prestop_and_restarts(client, config, node_name, namespace, agent_on,
+async def test_liveness_failure_kills_with_prestop_and_restarts(client, config, node_name, namespace, run_agent,
                                                                  eventually):
     runtime = ScriptedRuntime()
-    await agent_on(config, runtime)
+    await run_agent(config, runtime)
     created = await client.create(PODS, pod(
         node_name, grace=30,
         livenessProbe=probe({"exec": {"command": ["fail"]}}, failureThreshold=2, terminationGracePeriodSeconds=3),
@@ -209,8 +168,8 @@ async def test_liveness_failure_kills_with_prestop_and_restarts(client, config, 
     await eventually(restarted_twice, timeout=20, what="a second restart")
 
 
-async def test_liveness_failure_under_never_fails_the_pod(client, config, node_name, namespace, agent_on, eventually):
-    await agent_on(config, ScriptedRuntime())
+async def test_liveness_failure_under_never_fails_the_pod(client, config, node_name, namespace, run_agent, eventually):
+    await run_agent(config, ScriptedRuntime())
     await client.create(PODS, pod(node_name, restart="Never",
                                   livenessProbe=probe({"exec": {"command": ["fail"]}}, failureThreshold=1)),
                         namespace=namespace)
@@ -225,10 +184,10 @@ async def test_liveness_failure_under_never_fails_the_pod(client, config, node_n
     assert [e["message"] for e in kill] == ["Container c failed liveness probe"]
 
 
-async def test_readiness_controls_ready_and_the_pod_conditions(client, config, node_name, namespace, agent_on,
+async def test_readiness_controls_ready_and_the_pod_conditions(client, config, node_name, namespace, run_agent,
                                                               eventually):
     runtime = ScriptedRuntime()
-    await agent_on(config, runtime)
+    await run_agent(config, runtime)
     await client.create(PODS, pod(node_name, readinessProbe=probe({"exec": {"command": ["flag", "ready"]}},
                                                                   failureThreshold=1)), namespace=namespace)
 
@@ -258,9 +217,9 @@ async def test_readiness_controls_ready_and_the_pod_conditions(client, config, n
     assert cstatus(await get(client, namespace))["restartCount"] == 0  # readiness never restarts anything
 
 
-async def test_startup_probe_gates_liveness_and_readiness(client, config, node_name, namespace, agent_on, eventually):
+async def test_startup_probe_gates_liveness_and_readiness(client, config, node_name, namespace, run_agent, eventually):
     runtime = ScriptedRuntime()
-    await agent_on(config, runtime)
+    await run_agent(config, runtime)
     await client.create(PODS, pod(node_name, startupProbe=probe({"exec": {"command": ["flag", "started"]}},
                                                                 failureThreshold=60),
                                   livenessProbe=probe({"exec": {"command": ["ok"]}}),
@@ -284,9 +243,9 @@ async def test_startup_probe_gates_liveness_and_readiness(client, config, node_n
     assert [e for e in runtime.entries("exec") if e[2] == ("ok",)]
 
 
-async def test_startup_probe_failure_restarts_the_container(client, config, node_name, namespace, agent_on,
+async def test_startup_probe_failure_restarts_the_container(client, config, node_name, namespace, run_agent,
                                                             eventually):
-    await agent_on(config, ScriptedRuntime())
+    await run_agent(config, ScriptedRuntime())
     await client.create(PODS, pod(node_name, startupProbe=probe({"exec": {"command": ["fail"]}}, failureThreshold=2)),
                         namespace=namespace)
 
@@ -299,10 +258,10 @@ async def test_startup_probe_failure_restarts_the_container(client, config, node
     assert {e["message"] for e in await events(client, namespace, "Unhealthy")} == {"Startup probe failed: nope"}
 
 
-async def test_post_start_holds_the_container_until_it_returns(client, config, node_name, namespace, agent_on,
+async def test_post_start_holds_the_container_until_it_returns(client, config, node_name, namespace, run_agent,
                                                                eventually):
     runtime = ScriptedRuntime()
-    await agent_on(config, runtime)
+    await run_agent(config, runtime)
     history = History(client, namespace)
     try:
         await client.create(PODS, pod(node_name, lifecycle={"postStart": {"exec": {"command": ["gate", "hook"]}}}),
@@ -324,9 +283,9 @@ async def test_post_start_holds_the_container_until_it_returns(client, config, n
         await history.close()
 
 
-async def test_post_start_failure_kills_and_restarts(client, config, node_name, namespace, agent_on, eventually):
+async def test_post_start_failure_kills_and_restarts(client, config, node_name, namespace, run_agent, eventually):
     runtime = ScriptedRuntime()
-    await agent_on(config, runtime)
+    await run_agent(config, runtime)
     history = History(client, namespace)
     try:
         await client.create(PODS, pod(node_name, lifecycle={"postStart": {"exec": {"command": ["fail"]}}}),
@@ -349,9 +308,9 @@ async def test_post_start_failure_kills_and_restarts(client, config, node_name, 
         await history.close()
 
 
-async def test_pre_stop_runs_before_the_stop_on_deletion(client, config, node_name, namespace, agent_on, eventually):
+async def test_pre_stop_runs_before_the_stop_on_deletion(client, config, node_name, namespace, run_agent, eventually):
     runtime = ScriptedRuntime()
-    await agent_on(config, runtime)
+    await run_agent(config, runtime)
     await client.create(PODS, pod(node_name, grace=5, lifecycle={"preStop": {"sleep": {"seconds": 1}}}),
                         namespace=namespace)
 
@@ -372,9 +331,9 @@ async def test_pre_stop_runs_before_the_stop_on_deletion(client, config, node_na
 
 
 async def test_failing_or_endless_pre_stop_still_stops_the_container(client, config, node_name, namespace,
-                                                                     agent_on, eventually):
+                                                                     run_agent, eventually):
     runtime = ScriptedRuntime()
-    await agent_on(config, runtime)
+    await run_agent(config, runtime)
     spec = pod(node_name, grace=2, lifecycle={"preStop": {"exec": {"command": ["gate", "never"]}}})
     spec["spec"]["containers"].append({"name": "d", "image": "busybox",
                                        "lifecycle": {"preStop": {"exec": {"command": ["fail"]}}}})
@@ -404,7 +363,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def test_http_readiness_and_tcp_liveness_against_the_pod_ip(client, config, node_name, namespace, agent_on,
+async def test_http_readiness_and_tcp_liveness_against_the_pod_ip(client, config, node_name, namespace, run_agent,
                                                                   eventually):
     status = {"code": 503}
 
@@ -417,7 +376,7 @@ async def test_http_readiness_and_tcp_liveness_against_the_pod_ip(client, config
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
-        await agent_on(config, ScriptedRuntime())
+        await run_agent(config, ScriptedRuntime())
         await client.create(PODS, pod(node_name, ports=[{"name": "http", "containerPort": port}],
                                       readinessProbe=probe({"httpGet": {"path": "/ready", "port": "http"}},
                                                            failureThreshold=1),
@@ -451,11 +410,11 @@ async def test_http_readiness_and_tcp_liveness_against_the_pod_ip(client, config
     assert f"Liveness probe failed: dial tcp 127.0.0.1:{port}: connect: connection refused" in messages
 
 
-async def test_an_agent_restart_probes_adopted_containers_again(client, config, node_name, namespace, agent_on,
+async def test_an_agent_restart_probes_adopted_containers_again(client, config, node_name, namespace, run_agent,
                                                                  eventually):
     runtime = ScriptedRuntime()
     runtime.flags |= {"ready", "alive"}
-    agent = await agent_on(config, runtime)
+    agent = await run_agent(config, runtime)
     await client.create(PODS, pod(node_name, readinessProbe=probe({"exec": {"command": ["flag", "ready"]}}),
                                   livenessProbe=probe({"exec": {"command": ["flag", "alive"]}}, failureThreshold=1)),
                         namespace=namespace)
@@ -468,7 +427,7 @@ async def test_an_agent_restart_probes_adopted_containers_again(client, config, 
     with contextlib.suppress(asyncio.CancelledError):
         await agent.task
     tries = len(runtime.entries("exec"))
-    await agent_on(config, runtime)
+    await run_agent(config, runtime)
     await eventually(lambda: len(runtime.entries("exec")) >= tries + 4, what="probes running again")
     assert await ready() and cstatus(await get(client, namespace))["restartCount"] == 0
     assert runtime.entries("stop") == []  # adopted, not restarted

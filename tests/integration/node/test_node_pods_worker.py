@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
-import uuid
-
-import pytest
 
 from timoner.api.errors import NotFound
 from timoner.client import resource_for
-from timoner.node.agent import Agent
-from timoner.node.pods import PodWorkerConfig
 from timoner.node.runtime import ContainerSpec, ContainerState, State
 from timoner.node.runtimes.hollow import EXIT_AFTER, EXIT_CODE, IGNORE_SIGTERM, START_ERROR, HollowRuntime
 from timoner.testing import kubectl
@@ -20,43 +14,6 @@ from timoner.testing import kubectl
 PODS = resource_for("v1", "Pod")
 CONFIGMAPS = resource_for("v1", "ConfigMap")
 SECRETS = resource_for("v1", "Secret")
-NAMESPACES = resource_for("v1", "Namespace")
-
-FAST = PodWorkerConfig(backoff_base=0.2, backoff_cap=1.0, retry_interval=0.2)
-
-
-@pytest.fixture
-async def namespace(client):
-    name = f"ns-{uuid.uuid4().hex[:8]}"
-    await client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    return name
-
-
-@pytest.fixture
-async def run_agent(client):
-    """`await run_agent(config, runtime)` runs an Agent with pod workers on `runtime` until the test ends."""
-    tasks: list[asyncio.Task[None]] = []
-
-    async def start(config, runtime, pod_config=FAST) -> Agent:
-        agent = Agent(client, config, runtime=runtime, pod_config=pod_config)
-        task = asyncio.create_task(agent.run())
-        tasks.append(task)
-        agent.task = task  # type: ignore[attr-defined]
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 20
-        while agent.pod_workers is None or not agent.pod_workers.recovered.is_set():
-            if task.done():
-                task.result()
-            assert loop.time() < deadline, "agent did not start its pod workers within 20s"
-            await asyncio.sleep(0.02)
-        return agent
-
-    yield start
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 def make_pod(name, node, *, containers=None, init=None, annotations=None, restart="Always", **spec):

@@ -14,25 +14,15 @@ import socket
 import uuid
 
 import pytest
+from node_helpers import start_pod_agent
 
 from timoner.client import EVENTS, resource_for
-from timoner.node.agent import Agent
-from timoner.node.pods import PodWorkerConfig
 from timoner.node.runtimes.process import ProcessRuntime
 
 PODS = resource_for("v1", "Pod")
-NAMESPACES = resource_for("v1", "Namespace")
 
-FAST = PodWorkerConfig(backoff_base=0.2, backoff_cap=1.0, retry_interval=0.2)
 # A shell that ends at once on SIGTERM (PID 1 of its namespace would otherwise ignore it).
 IDLE = "trap 'exit 0' TERM; while true; do sleep 0.1; done"
-
-
-@pytest.fixture
-async def namespace(client):
-    name = f"ns-{uuid.uuid4().hex[:8]}"
-    await client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    return name
 
 
 @pytest.fixture
@@ -46,15 +36,7 @@ def shared(tmp_path):
 async def agent(client, config, tmp_path):
     """An agent on a process runtime; afterwards the agent stops and every container it left is killed."""
     runtime = ProcessRuntime(tmp_path / "runtime")
-    agent = Agent(client, config, runtime=runtime, pod_config=FAST)
-    task = asyncio.create_task(agent.run())
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 20
-    while agent.pod_workers is None or not agent.pod_workers.recovered.is_set():
-        if task.done():
-            task.result()
-        assert loop.time() < deadline, "agent did not start its pod workers within 20s"
-        await asyncio.sleep(0.02)
+    agent, task = await start_pod_agent(client, config, runtime)
     yield agent
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):

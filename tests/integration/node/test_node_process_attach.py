@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 import pytest
+from node_helpers import bounded, processes_under
 
 from timoner.node.runtime import AttachRuntime, AttachSession, ContainerSpec, PortForwardRuntime
 from timoner.node.runtimes.process import ProcessRuntime
@@ -19,26 +20,6 @@ from timoner.node.runtimes.process import ProcessRuntime
 def spec(*command: str, **fields) -> ContainerSpec:
     return ContainerSpec(pod_uid="uid-1", pod_namespace="ns", pod_name="att", name="c", image="busybox",
                          command=command, **fields)
-
-
-def processes_under(directory: Path) -> list[int]:
-    found, prefix = [], str(directory)
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            cwd = os.readlink(f"/proc/{entry}/cwd")
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if cwd.startswith(prefix) or prefix.encode() in cmdline:
-            found.append(int(entry))
-    return found
-
-
-async def bounded(awaitable, seconds: float = 20.0):
-    async with asyncio.timeout(seconds):
-        return await awaitable
 
 
 @pytest.fixture(params=[True, False], ids=["namespaces", "plain"])

@@ -5,47 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import uuid
 from pathlib import Path
 
 import pytest
+from node_helpers import processes_under, start_pod_agent
 
 from timoner.api.errors import NotFound
 from timoner.client import resource_for
 from timoner.node.agent import Agent
-from timoner.node.pods import PodWorkerConfig
 from timoner.node.runtime import ContainerID
 from timoner.node.runtimes.process import ProcessRuntime
 
 PODS = resource_for("v1", "Pod")
-NAMESPACES = resource_for("v1", "Namespace")
 
-FAST = PodWorkerConfig(backoff_base=0.2, backoff_cap=1.0, retry_interval=0.2)
 LOOP = "echo started; trap 'exit 0' TERM; while :; do sleep 0.1; done"
-
-
-@pytest.fixture
-async def namespace(client):
-    name = f"ns-{uuid.uuid4().hex[:8]}"
-    await client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    return name
-
-
-def processes_under(directory: Path) -> list[int]:
-    """Live processes whose working directory is under `directory`, or whose command line names it."""
-    found, prefix = [], str(directory)
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            cwd = os.readlink(f"/proc/{entry}/cwd")
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if cwd.startswith(prefix) or prefix.encode() in cmdline:
-            found.append(int(entry))
-    return found
 
 
 @pytest.fixture
@@ -57,14 +31,8 @@ async def process_agent(client, config, tmp_path, eventually):
 
     async def start() -> Agent:
         runtime = ProcessRuntime(tmp_path / "process")
-        agent = Agent(client, config, runtime=runtime, pod_config=FAST)
-        task = asyncio.create_task(agent.run())
+        agent, task = await start_pod_agent(client, config, runtime)
         started.append((agent, task, runtime))
-        async with asyncio.timeout(20):
-            while agent.pod_workers is None or not agent.pod_workers.recovered.is_set():
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.02)
         return agent
 
     async def stop(agent: Agent) -> None:

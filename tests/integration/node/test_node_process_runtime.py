@@ -16,9 +16,9 @@ import signal
 import subprocess
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
+from node_helpers import bounded, processes_under
 
 from timoner.node.runtime import ContainerSpec, ExecRuntime, ExecSession, LogsRuntime, Runtime, State
 from timoner.node.runtimes.process import ContainerConfigError, ContainerStartError, ProcessRuntime
@@ -27,27 +27,6 @@ from timoner.node.runtimes.process import ContainerConfigError, ContainerStartEr
 def spec(*command: str, name: str = "c", pod: str = "web-0", **fields) -> ContainerSpec:
     return ContainerSpec(pod_uid="uid-1", pod_namespace="ns", pod_name=pod, name=name, image="busybox",
                          command=command, **fields)
-
-
-def processes_under(directory: Path) -> list[int]:
-    """Live processes whose working directory is under `directory`, or whose command line names it."""
-    found, prefix = [], str(directory)
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            cwd = os.readlink(f"/proc/{entry}/cwd")
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-        except OSError:
-            continue  # gone, or a zombie
-        if cwd.startswith(prefix) or prefix.encode() in cmdline:
-            found.append(int(entry))
-    return found
-
-
-async def bounded(awaitable, seconds: float = 20.0):
-    async with asyncio.timeout(seconds):
-        return await awaitable
 
 
 @pytest.fixture(params=[True, False], ids=["namespaces", "plain"])
@@ -183,7 +162,7 @@ async def test_no_command_and_unknown_image_is_a_config_error(runtime, tmp_path)
         await runtime.start(ContainerSpec(pod_uid="u", pod_namespace="ns", pod_name="p", name="c",
                                           image="nginx:1.25"))
     assert str(error.value) == ('the process runtime cannot run image "nginx:1.25" without a command: it has no '
-                                'known entrypoint on this host (set command, or use the runc runtime)')
+                                'known entrypoint on this host (set the container\'s command: this runtime runs host programs, not images)')
     assert not (tmp_path / "root" / "containers").exists() or not any((tmp_path / "root" / "containers").iterdir())
 
 

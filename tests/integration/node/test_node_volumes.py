@@ -17,6 +17,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from node_helpers import start_pod_agent
 
 from timoner.api.errors import NotFound
 from timoner.client import EVENTS, resource_for
@@ -28,7 +29,6 @@ from timoner.node.runtimes.process import ContainerStartError, ProcessRuntime
 PODS = resource_for("v1", "Pod")
 CONFIGMAPS = resource_for("v1", "ConfigMap")
 SECRETS = resource_for("v1", "Secret")
-NAMESPACES = resource_for("v1", "Namespace")
 
 FAST = PodWorkerConfig(backoff_base=0.2, backoff_cap=1.0, retry_interval=0.2, volume_sync_interval=0.3)
 LOOP = "trap 'exit 0' TERM; while :; do sleep 0.1; done"
@@ -38,13 +38,6 @@ def host_mounts_under(directory: Path) -> list[str]:
     prefix = os.path.realpath(directory) + "/"
     with open("/proc/self/mountinfo") as f:
         return [line.split()[4] for line in f if line.split()[4].startswith(prefix)]
-
-
-@pytest.fixture
-async def namespace(client):
-    name = f"ns-{uuid.uuid4().hex[:8]}"
-    await client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    return name
 
 
 @pytest.fixture
@@ -71,14 +64,8 @@ async def process_agent(client, config, tmp_path, eventually):
 
     async def start(*, use_namespaces: bool = True) -> Agent:
         runtime = ProcessRuntime(tmp_path / "process", use_namespaces=use_namespaces)
-        agent = Agent(client, config, runtime=runtime, pod_config=FAST)
-        task = asyncio.create_task(agent.run())
+        agent, task = await start_pod_agent(client, config, runtime, pod_config=FAST)
         started.append((agent, task, runtime))
-        async with asyncio.timeout(20):
-            while agent.pod_workers is None or not agent.pod_workers.recovered.is_set():
-                if task.done():
-                    task.result()
-                await asyncio.sleep(0.02)
         agent.runtime_impl = runtime  # type: ignore[attr-defined]
         return agent
 

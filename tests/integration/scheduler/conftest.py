@@ -12,14 +12,7 @@ import contextlib
 
 import pytest
 
-from timoner.client import Client, load_kubeconfig
 from timoner.scheduler import Scheduler
-
-
-@pytest.fixture
-async def client(server):
-    async with Client(load_kubeconfig(server.kubeconfig), user_agent="scheduler-tests") as c:
-        yield c
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from timoner.api.errors import NotFound
-from timoner.client import Client, load_kubeconfig, resource_for
+from timoner.client import Client, resource_for
 from timoner.controllers import new_manager
 from timoner.node.agent import Agent
 from timoner.node.config import AgentConfig
@@ -30,22 +30,8 @@ from timoner.node.runtimes.process import ProcessRuntime
 from timoner.scheduler import Scheduler
 
 PODS = resource_for("v1", "Pod")
-NAMESPACES = resource_for("v1", "Namespace")
 
 FAST_PODS = PodWorkerConfig(backoff_base=0.2, backoff_cap=1.0, retry_interval=0.2, volume_sync_interval=0.3)
-
-
-@pytest.fixture
-async def client(server):
-    async with Client(load_kubeconfig(server.kubeconfig), user_agent="volume-tests") as c:
-        yield c
-
-
-@pytest.fixture
-async def namespace(client):
-    name = f"ns-{uuid.uuid4().hex[:8]}"
-    await client.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    return name
 
 
 @dataclass

@@ -7,7 +7,6 @@ from scheduler_builders import make_node, make_pod
 
 from timoner.scheduler import Code, CycleState, NodeInfo, Status
 from timoner.scheduler.plugins import NodeAffinity, NodeName, NodeUnschedulable, TaintToleration
-from timoner.scheduler.plugins.taint_toleration import tolerates
 
 AFFINITY_REASON = "node(s) didn't match Pod's node affinity/selector"
 
@@ -43,23 +42,6 @@ def test_node_unschedulable(pod, node, ok):
     assert status.is_success is ok
     if not ok:
         assert status == Status.unresolvable("node(s) were unschedulable")
-
-
-@pytest.mark.parametrize(("toleration", "taint", "ok"), [
-    ({"key": "k", "operator": "Equal", "value": "v", "effect": "NoSchedule"},
-     {"key": "k", "value": "v", "effect": "NoSchedule"}, True),
-    ({"key": "k", "value": "v"}, {"key": "k", "value": "v", "effect": "NoExecute"}, True),  # Equal by default
-    ({"key": "k", "operator": "Equal", "value": "other"}, {"key": "k", "value": "v", "effect": "NoSchedule"}, False),
-    ({"key": "k", "operator": "Exists"}, {"key": "k", "value": "v", "effect": "NoSchedule"}, True),
-    ({"key": "j", "operator": "Exists"}, {"key": "k", "value": "v", "effect": "NoSchedule"}, False),
-    ({"operator": "Exists"}, {"key": "anything", "value": "v", "effect": "NoExecute"}, True),
-    ({"operator": "Exists", "effect": "NoSchedule"}, {"key": "k", "effect": "NoExecute"}, False),
-    ({"key": "k", "operator": "Exists", "effect": "NoExecute"}, {"key": "k", "effect": "NoSchedule"}, False),
-    ({"key": "k", "operator": "Equal"}, {"key": "k", "effect": "NoSchedule"}, True),  # both values empty
-    ({"key": "k", "operator": "Lt", "value": "v"}, {"key": "k", "value": "v", "effect": "NoSchedule"}, False),
-])
-def test_tolerates(toleration, taint, ok):
-    assert tolerates(toleration, taint) is ok
 
 
 @pytest.mark.parametrize(("pod", "node", "reason"), [

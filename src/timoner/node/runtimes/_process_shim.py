@@ -25,12 +25,14 @@ which is what lets an agent restart without touching its pods:
 - it relays the container's stdout and stderr into the per-container log
   file in the CRI format (`<RFC3339Nano> stdout|stderr F|P <line>`), so
   logs keep flowing while no agent is running;
-- it listens on the container's stdio socket for `kubectl attach` from the
-  start, and serves it (`_process_stdio`, loaded at the first attach) with
-  live output to every attached client and their input to the container's
-  stdin, a pipe it keeps open (`stdin: true`); with `tty: true` the
-  container gets a pseudo-terminal as its controlling terminal and
-  stdin/stdout/stderr, and the shim relays the terminal's output;
+- it serves the container's stdio socket (`_process_stdio`, imported at
+  the start like everything else the shim runs later: the package may be
+  upgraded or gone by the time a container exits or is attached to) for
+  `kubectl attach`: live output to every attached client, and their input
+  to the container's stdin, a pipe it keeps open (`stdin: true`); with
+  `tty: true` the container gets a pseudo-terminal as its controlling
+  terminal and stdin/stdout/stderr, and the shim relays the terminal's
+  output and resizes it;
 - when the container's main process exits, it kills whatever it left
   behind, waits for the log relays to drain, and writes the exit code to
   `<state>.exit` atomically (`{"exit_code": ..., "finished_at": ...}`): a
@@ -64,8 +66,6 @@ CLONE_NEWPID = 0x20000000
 
 # Kubelet splits longer lines into partial (`P`) entries of this size, as containerd does.
 MAX_LINE = 16 * 1024
-# The frame kinds of container output on the stdio socket (`_process_stdio`), here so the relays need not load it.
-STDOUT, STDERR = 1, 2
 
 # What the agent runs after `python -I -S -c`, with this directory in it: see `command`.
 LAUNCH = "import sys; sys.path.insert(0, {directory!r}); import _process_shim; sys.exit(_process_shim.main())"
@@ -96,7 +96,7 @@ def timestamp(ns: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{fraction:09d}Z"
 
 
-class short_path:  # noqa: N801 - used as a function: `with short_path(path) as address:`
+class short_path:  # lower case: used as contextlib's managers are, `with short_path(path) as address:`
     """`path` as an address `bind` and `connect` accept: unix socket paths end at 107 bytes, state dirs may not.
 
     A longer path is reached through `/proc/self/fd/<dir>/<name>`, with its directory held open meanwhile.
@@ -136,7 +136,7 @@ class Libc:
             _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
             _restype_ = Int
 
-        self._handle = _ctypes.dlopen(None)  # the name `CFuncPtr((name, library))` looks for
+        self._handle = _ctypes.dlopen(None)  # what `Function((name, self))` reads from `self`
         self._function = Function
         self._errno = _ctypes.get_errno
 
@@ -180,10 +180,10 @@ class Poller:
 
 
 class _Relay:
-    """Turns one output descriptor's bytes into CRI log entries; attached clients see every chunk first."""
+    """Turns one output descriptor's bytes into CRI log entries; `tap` sees every chunk first (attached clients)."""
 
-    def __init__(self, fd: int, stream: bytes, kind: int, log_fd: int, attach) -> None:
-        self.fd, self.stream, self.kind, self.log_fd, self.attach = fd, stream, kind, log_fd, attach
+    def __init__(self, fd: int, stream: bytes, log_fd: int, tap) -> None:
+        self.fd, self.stream, self.log_fd, self.tap = fd, stream, log_fd, tap
         self.buffer = b""
         os.set_blocking(fd, False)
 
@@ -203,7 +203,7 @@ class _Relay:
                 raise
             chunk = b""  # a TTY's master reads EIO once nothing holds the terminal open: its end of file
         if chunk:
-            self.attach.broadcast(self.kind, chunk)
+            self.tap(chunk)
         self.buffer += chunk
         while True:
             newline = self.buffer.find(b"\n")
@@ -247,11 +247,11 @@ class _Stdio:
         self.tty = bool(config.get("tty"))
         self.stdin_once = bool(config.get("stdin_once"))
         self.master = self.stdin_w = None
-        self.outputs: list[tuple[int, bytes, int]] = []  # (fd, log stream name, frame kind)
+        self.outputs: list[tuple[int, bytes]] = []  # (fd, log stream name)
         if self.tty:
             self.master, slave = os.openpty()
             self.child: tuple[int | None, int, int] = (slave, slave, slave)
-            self.outputs.append((self.master, b"stdout", STDOUT))
+            self.outputs.append((self.master, b"stdout"))
         else:
             stdin_r = None
             if config.get("stdin"):
@@ -259,7 +259,7 @@ class _Stdio:
             out_r, out_w = os.pipe()
             err_r, err_w = os.pipe()
             self.child = (stdin_r, out_w, err_w)
-            self.outputs += [(out_r, b"stdout", STDOUT), (err_r, b"stderr", STDERR)]
+            self.outputs += [(out_r, b"stdout"), (err_r, b"stderr")]
 
     def forked(self) -> None:
         """The child has its ends: close ours."""
@@ -268,50 +268,8 @@ class _Stdio:
                 os.close(fd)
 
     def stdin_fd(self) -> int | None:
-        """The descriptor attached clients write the container's stdin to (ours to close)."""
-        if self.tty:
-            return os.dup(self.master)
-        fd, self.stdin_w = self.stdin_w, None
-        return fd
-
-
-class _Attach:
-    """The stdio socket: listened on from the start, served by `_process_stdio` from the first connection on.
-
-    Most containers are never attached to, so most shims never load it.
-    """
-
-    def __init__(self, path: str, stdio: _Stdio, poller: Poller) -> None:
-        self.path, self.stdio, self.poller = path, stdio, poller
-        self.listener = _listen(path)
-        self.server = None
-        poller.register(self.listener.fileno(), select.POLLIN, self._first)
-
-    def _first(self, mask: int) -> None:
-        import _process_stdio
-
-        self.server = _process_stdio.StdioServer(
-            self.listener, self.path, self.poller, stdin_fd=self.stdio.stdin_fd(),
-            stdin_once=self.stdio.stdin_once, tty_fd=self.stdio.master)
-        self.server.accept(mask)
-
-    def broadcast(self, kind: int, data: bytes) -> None:
-        if self.server is not None:
-            self.server.broadcast(kind, data)
-
-    def close(self) -> None:
-        """The container exited and its output drained: end every attach, stop listening."""
-        if self.server is not None:
-            self.server.close()
-            return
-        self.poller.unregister(self.listener.fileno())
-        self.listener.close()
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
-        if self.stdio.stdin_w is not None:
-            os.close(self.stdio.stdin_w)
+        """The descriptor attached clients write the container's stdin to (the stdio server's to close)."""
+        return os.dup(self.master) if self.tty else self.stdin_w
 
 
 def _spawn(config: dict, stdio: _Stdio, *, namespaces: bool, libc: Libc) -> int:
@@ -424,6 +382,8 @@ def main() -> int:
     _to_devnull(0)
     namespaces = config["hostname"] is not None
     try:
+        import _process_stdio  # now rather than at the first attach: see the module docstring
+
         libc = Libc()
         libc.check("prctl(PR_SET_CHILD_SUBREAPER)", "prctl", PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
         log_fd = os.open(config["log_path"], os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
@@ -438,19 +398,22 @@ def main() -> int:
         _signal.set_wakeup_fd(wake_w)
         poller.register(wake_r, select.POLLIN, lambda _mask: _read_all_available(wake_r))
         stdio = _Stdio(config)
-        attach = _Attach(state + ".sock", stdio, poller)
+        listener = _listen(state + ".sock")
         if namespaces:
             # Only our children enter it: the next one is PID 1 there, the shim stays in the host's.
             libc.check("unshare(CLONE_NEWPID)", "unshare", CLONE_NEWPID)
         pid = _spawn(config, stdio, namespaces=namespaces, libc=libc)
-    except OSError as error:
+    except (OSError, ImportError) as error:
         _report(f"error {error}")
         return 1
     _report(f"pid {pid}")
 
+    attach = _process_stdio.StdioServer(listener, state + ".sock", poller, stdin_fd=stdio.stdin_fd(),
+                                        stdin_once=stdio.stdin_once, tty_fd=stdio.master)
+    kinds = {b"stdout": _process_stdio.STDOUT, b"stderr": _process_stdio.STDERR}
     relays = set()
-    for fd, stream, kind in stdio.outputs:
-        relay = _Relay(fd, stream, kind, log_fd, attach)
+    for fd, stream in stdio.outputs:
+        relay = _Relay(fd, stream, log_fd, lambda chunk, kind=kinds[stream]: attach.broadcast(kind, chunk))
         relays.add(relay)
         poller.register(fd, select.POLLIN, _relay_handler(relay, relays, poller))
     status, finished_at = None, None

@@ -6,9 +6,9 @@ restarts can attach again. Every connection is one attach. The shim sends it
 the container's output as it reads it (before the log file sees it, so a
 prompt without a newline shows at once) and takes its stdin.
 
-Standard library only, and light to import: the shim loads this module at
-its first attach (by name, from its own directory); the runtime imports it
-as a module for the frame format.
+Standard library only, and light to import: every shim loads it (by name,
+from its own directory); the runtime imports it as a module for the frame
+format.
 
 Frames, both ways: `>BI` (kind, payload length), then the payload.
 
@@ -26,9 +26,11 @@ bytes wait for it: the container must never block on an attach.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import select
 import struct
+import termios
 import time
 
 HELLO, STDOUT, STDERR, STDIN, CLOSE_STDIN, RESIZE = 0, 1, 2, 3, 4, 5
@@ -224,9 +226,6 @@ class StdioServer:
             elif kind == CLOSE_STDIN:
                 self._stdin_ended(client)
             elif kind == RESIZE and self._tty_fd is not None and len(payload) == 4:
-                import fcntl
-                import termios
-
                 width, height = struct.unpack(">HH", payload)
                 try:
                     fcntl.ioctl(self._tty_fd, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))

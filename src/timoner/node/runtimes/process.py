@@ -161,7 +161,7 @@ def resolve_argv(spec: ContainerSpec) -> tuple[str, ...]:
     if entrypoint is None:
         raise ContainerConfigError(
             f'the process runtime cannot run image "{spec.image}" without a command: it has no known '
-            f"entrypoint on this host (set command, or use the runc runtime)")
+            f"entrypoint on this host (set the container's command: this runtime runs host programs, not images)")
     return entrypoint + tuple(spec.args)
 
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from timoner.api.scheduling import tolerations_tolerate
+
 from .._framework import CycleState, Status
 from .._snapshot import NodeInfo
-from .taint_toleration import tolerates_all
 
 __all__ = ["NodeUnschedulable"]
 
@@ -24,6 +25,6 @@ class NodeUnschedulable:
     def filter(self, state: CycleState, pod: dict[str, Any], node_info: NodeInfo) -> Status:
         if not (node_info.node.get("spec") or {}).get("unschedulable"):
             return Status.success()
-        if tolerates_all((pod.get("spec") or {}).get("tolerations") or [], UNSCHEDULABLE_TAINT):
+        if tolerations_tolerate((pod.get("spec") or {}).get("tolerations") or [], UNSCHEDULABLE_TAINT):
             return Status.success()
         return Status.unresolvable(REASON)

@@ -42,10 +42,10 @@ from timoner.api.persistentvolume import (
     find_matching_volume,
     volume_class,
 )
+from timoner.api.scheduling import node_selector_term_matches
 
 from .._framework import CycleState, Status
 from .._snapshot import NodeInfo, StorageObjects
-from .node_affinity import node_selector_term_matches
 
 __all__ = ["VolumeBinding", "VolumePlan", "pod_claim_names"]
 

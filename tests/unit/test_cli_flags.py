@@ -1,0 +1,23 @@
+"""`timoner` command-line flags that map to upstream's: the agent's `--max-pods`, the manager's `--metrics-port`."""
+
+from __future__ import annotations
+
+import pytest
+
+from timoner.cli.main import _parser
+
+
+def test_agent_max_pods_defaults_to_kubelets_110_and_takes_a_value():
+    assert _parser().parse_args(["agent", "--kubeconfig", "k"]).max_pods == 110
+    assert _parser().parse_args(["agent", "--kubeconfig", "k", "--max-pods", "1010"]).max_pods == 1010
+
+
+def test_agent_max_pods_refuses_a_negative_count(capsys):
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["agent", "--kubeconfig", "k", "--max-pods", "-1"])
+    assert "--max-pods" in capsys.readouterr().err
+
+
+def test_controllers_metrics_are_off_unless_a_port_is_given():
+    assert _parser().parse_args(["controllers", "--kubeconfig", "k"]).metrics_port == 0
+    assert _parser().parse_args(["controllers", "--kubeconfig", "k", "--metrics-port", "9100"]).metrics_port == 9100

@@ -39,9 +39,9 @@ there are no namespaces: the container shares the host's hostname and
 PID space, and the shim, a child subreaper, still tracks every process
 the container forks and kills them all when the main process ends.
 
-Volume mounts (`ContainerSpec.mounts`) need the namespaces: the shim binds
-each host path at its container path in the container's private mount
-namespace, remounts it read-only when asked, and makes a container path
+Volume mounts (`ContainerSpec.mounts`) need the namespaces: the container's
+process (between the shim's fork and its exec, `_process_init`) binds each
+host path at its container path in its private mount namespace, remounts it read-only when asked, and makes a container path
 the host lacks on a private tmpfs laid over its nearest existing ancestor
 (every entry of that ancestor bound back from the host; over `/` the tmpfs
 becomes the container's root), so the host's filesystem never changes. A

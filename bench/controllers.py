@@ -61,10 +61,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import orjson  # noqa: E402
 from _procs import StartError, TimonerServer, free_port, rss_kib  # noqa: E402
-from _rawhttp import Connection, Endpoint, HTTPError, parse_head  # noqa: E402
+from _rawhttp import Connection, Endpoint, HTTPError  # noqa: E402
 from _watch import percentiles  # noqa: E402
 from api import Broken, log, machine, print_table  # noqa: E402
-from pod_startup import Component  # noqa: E402
+from pod_startup import Component, Watch  # noqa: E402
 
 NAMESPACE = "bench-deploy"
 WARMUP_NAMESPACE = "bench-warmup"
@@ -139,76 +139,6 @@ class Metrics:
             if time.monotonic() > deadline:
                 raise Broken(f"/metrics did not answer after {timeout:g}s:\n{controllers.tail()}")
             await asyncio.sleep(0.1)
-
-
-class Watch:
-    """One watch stream on a namespace's `resource` (a path under /api/v1 or /apis/apps/v1); `on_event` sees each."""
-
-    def __init__(self, ep: Endpoint, namespace: str, resource: str) -> None:
-        self.ep = ep
-        self.namespace = namespace
-        self.resource = resource
-        self.events = 0
-        self.changed = asyncio.Event()
-        self.task: asyncio.Task[None] | None = None
-        self.failure: str | None = None
-
-    async def start(self, resource_version: str) -> None:
-        conn = await Connection(self.ep).connect()
-        assert conn.writer is not None and conn.reader is not None
-        group = "/api/v1" if self.resource == "pods" else "/apis/apps/v1"
-        path = f"{group}/namespaces/{self.namespace}/{self.resource}?watch=true&resourceVersion={resource_version}"
-        conn.writer.write(self.ep.head("GET", path))
-        status, headers = parse_head(await conn.reader.readuntil(b"\r\n\r\n"))
-        if status != 200 or headers.get("transfer-encoding", "").lower() != "chunked":
-            raise Broken(f"watch: {status} {headers}")
-        self.task = asyncio.create_task(self._read(conn))
-
-    async def _read(self, conn: Connection) -> None:
-        assert conn.reader is not None
-        pending = b""
-        try:
-            while True:
-                size = int((await conn.reader.readuntil(b"\r\n")).split(b";")[0], 16)
-                if size == 0:
-                    self.failure = "the watch ended"
-                    return
-                pending += (await conn.reader.readexactly(size + 2))[:-2]
-                *lines, pending = pending.split(b"\n")
-                now = time.perf_counter()
-                for line in lines:
-                    if line.strip():
-                        self.events += 1
-                        self.on_event(orjson.loads(line), now)
-                self.changed.set()
-        except (asyncio.IncompleteReadError, ConnectionError) as exc:
-            self.failure = f"the watch broke: {exc!r}"
-        finally:
-            conn.close()
-            self.changed.set()
-
-    async def until(self, check, timeout: float, what: str, parts: list[Component]) -> None:
-        deadline = time.monotonic() + timeout
-        while not check():
-            if self.failure:
-                raise Broken(self.failure)
-            for part in parts:
-                part.check()
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise Broken(f"timed out after {timeout:g}s waiting for {what}")
-            self.changed.clear()
-            try:
-                await asyncio.wait_for(self.changed.wait(), min(left, 1.0))
-            except TimeoutError:
-                pass
-
-    def close(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-
-    def on_event(self, event: dict, now: float) -> None:
-        raise NotImplementedError
 
 
 class DeploymentWatch(Watch):

@@ -110,13 +110,14 @@ class Component:
         return self.proc.returncode
 
 
-class PodWatch:
-    """One watch stream on the benchmark's namespace: when each pod was first seen Running, and deletions."""
+class Watch:
+    """One watch stream on a namespace's `resource` (a path under /api/v1 or /apis/apps/v1); `on_event` sees each."""
 
-    def __init__(self, ep: Endpoint) -> None:
+    def __init__(self, ep: Endpoint, namespace: str, resource: str) -> None:
         self.ep = ep
-        self.running: dict[str, float] = {}
-        self.deleted: set[str] = set()
+        self.namespace = namespace
+        self.resource = resource
+        self.events = 0
         self.changed = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self.failure: str | None = None
@@ -124,7 +125,8 @@ class PodWatch:
     async def start(self, resource_version: str) -> None:
         conn = await Connection(self.ep).connect()
         assert conn.writer is not None and conn.reader is not None
-        path = f"/api/v1/namespaces/{NAMESPACE}/pods?watch=true&resourceVersion={resource_version}"
+        group = "/api/v1" if self.resource == "pods" else "/apis/apps/v1"
+        path = f"{group}/namespaces/{self.namespace}/{self.resource}?watch=true&resourceVersion={resource_version}"
         conn.writer.write(self.ep.head("GET", path))
         status, headers = parse_head(await conn.reader.readuntil(b"\r\n\r\n"))
         if status != 200 or headers.get("transfer-encoding", "").lower() != "chunked":
@@ -145,7 +147,8 @@ class PodWatch:
                 now = time.perf_counter()
                 for line in lines:
                     if line.strip():
-                        self._event(orjson.loads(line), now)
+                        self.events += 1
+                        self.on_event(orjson.loads(line), now)
                 self.changed.set()
         except (asyncio.IncompleteReadError, ConnectionError) as exc:
             self.failure = f"the watch broke: {exc!r}"
@@ -153,19 +156,13 @@ class PodWatch:
             conn.close()
             self.changed.set()
 
-    def _event(self, event: dict, now: float) -> None:
-        obj = event.get("object") or {}
-        name = (obj.get("metadata") or {}).get("name", "")
-        if event.get("type") == "DELETED":
-            self.deleted.add(name)
-        elif (obj.get("status") or {}).get("phase") == "Running" and name not in self.running:
-            self.running[name] = now
-
-    async def until(self, check, timeout: float, what: str) -> None:
+    async def until(self, check, timeout: float, what: str, parts: tuple[Component, ...] | list[Component] = ()) -> None:
         deadline = time.monotonic() + timeout
         while not check():
             if self.failure:
                 raise Broken(self.failure)
+            for part in parts:
+                part.check()
             left = deadline - time.monotonic()
             if left <= 0:
                 raise Broken(f"timed out after {timeout:g}s waiting for {what}")
@@ -178,6 +175,26 @@ class PodWatch:
     def close(self) -> None:
         if self.task is not None:
             self.task.cancel()
+
+    def on_event(self, event: dict, now: float) -> None:
+        raise NotImplementedError
+
+
+class PodWatch(Watch):
+    """The benchmark's namespace: when each pod was first seen Running, and deletions."""
+
+    def __init__(self, ep: Endpoint) -> None:
+        super().__init__(ep, NAMESPACE, "pods")
+        self.running: dict[str, float] = {}
+        self.deleted: set[str] = set()
+
+    def on_event(self, event: dict, now: float) -> None:
+        obj = event.get("object") or {}
+        name = (obj.get("metadata") or {}).get("name", "")
+        if event.get("type") == "DELETED":
+            self.deleted.add(name)
+        elif (obj.get("status") or {}).get("phase") == "Running" and name not in self.running:
+            self.running[name] = now
 
 
 async def _request(conn: Connection, method: str, path: str, body: bytes | None = None,

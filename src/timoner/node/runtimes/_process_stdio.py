@@ -21,11 +21,16 @@ Stdin follows containerd: the container's stdin (a pipe, or the TTY) stays
 open across attaches; when an attach that brought stdin ends it (or goes
 away), a `stdinOnce` container without a TTY has its stdin closed for good.
 A client that does not read its output is dropped once `CLIENT_BACKLOG`
-bytes wait for it: the container must never block on an attach.
+bytes wait for it: the container must never block on an attach. When the
+container exits, each attach gets the rest of the output and then its end
+(the shim shuts its side for writing), and the shim reads on until the
+client closes (within `_FINAL_FLUSH`), so that what the client still sends
+never meets a closed socket.
 """
 
 from __future__ import annotations
 
+import _socket
 import fcntl
 import os
 import select
@@ -161,7 +166,12 @@ class StdioServer:
                 self._send(client)
 
     def close(self) -> None:
-        """The container exited: give clients what is left (briefly), then end every attach."""
+        """The container exited: give clients what is left, then end every attach (within `_FINAL_FLUSH`).
+
+        Each client sees the end of its output (our side shut for writing), and its socket stays open until
+        it closes it, what it still sends read and dropped: a client writing (a CLOSE_STDIN, say) to a socket
+        already closed would get an error instead, and the agent's streams then drop output not yet read.
+        """
         deadline = time.monotonic() + _FINAL_FLUSH
         for client in list(self._clients.values()):
             try:
@@ -170,6 +180,11 @@ class StdioServer:
                     client.conn.settimeout(max(deadline - time.monotonic(), 0.01))
                     sent = client.conn.send(client.out)
                     del client.out[:sent]
+                client.conn.shutdown(_socket.SHUT_WR)
+                while time.monotonic() < deadline:
+                    client.conn.settimeout(max(deadline - time.monotonic(), 0.01))
+                    if not client.conn.recv(65536):
+                        break
             except OSError:
                 pass
             self._drop(client)

@@ -64,11 +64,10 @@ from _procs import StartError, TimonerServer, free_port, rss_kib  # noqa: E402
 from _rawhttp import Connection, Endpoint, HTTPError  # noqa: E402
 from _watch import percentiles  # noqa: E402
 from api import Broken, log, machine, print_table  # noqa: E402
-from pod_startup import Component, Watch  # noqa: E402
+from pod_startup import NODE, Component, Watch, _node_ready, _request  # noqa: E402
 
 NAMESPACE = "bench-deploy"
 WARMUP_NAMESPACE = "bench-warmup"
-NODE = "bench-node"
 RS_CONTROLLER = "replicaset-controller"
 DEPLOYMENT_CONTROLLER = "deployment-controller"
 _METRIC = re.compile(r'^controller_runtime_reconcile_total\{controller="([^"]*)",result="([^"]*)"\} (\d+)$', re.M)
@@ -173,28 +172,6 @@ class PodWatch(Watch):
         if any(c.get("type") == "Ready" and c.get("status") == "True"
                for c in (obj.get("status") or {}).get("conditions") or ()):
             self.ready.setdefault(name, now)
-
-
-async def _request(conn: Connection, method: str, path: str, body: bytes | None = None,
-                   ok: tuple[int, ...] = (200, 201)) -> dict:
-    resp = await conn.request(method, path, body)
-    if resp.status not in ok:
-        raise Broken(f"{method} {path}: {resp.status} {resp.body[:300]!r}")
-    return orjson.loads(resp.body) if resp.body else {}
-
-
-async def _node_ready(conn: Connection, agent: Component, timeout: float = 60.0) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        agent.check()
-        resp = await conn.request("GET", f"/api/v1/nodes/{NODE}")
-        if resp.status == 200:
-            node = orjson.loads(resp.body)
-            conditions = node.get("status", {}).get("conditions") or []
-            if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions):
-                return node
-        await asyncio.sleep(0.1)
-    raise Broken(f"node {NODE} not Ready after {timeout:g}s:\n{agent.tail()}")
 
 
 def _total(counts: dict[str, dict[str, int]], controller: str) -> int:

@@ -205,15 +205,16 @@ async def _request(conn: Connection, method: str, path: str, body: bytes | None 
     return orjson.loads(resp.body) if resp.body else {}
 
 
-async def _node_ready(conn: Connection, agent: Component, timeout: float = 60.0) -> None:
+async def _node_ready(conn: Connection, agent: Component, timeout: float = 60.0) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         agent.check()
         resp = await conn.request("GET", f"/api/v1/nodes/{NODE}")
         if resp.status == 200:
-            conditions = orjson.loads(resp.body).get("status", {}).get("conditions") or []
+            node = orjson.loads(resp.body)
+            conditions = node.get("status", {}).get("conditions") or []
             if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions):
-                return
+                return node
         await asyncio.sleep(0.1)
     raise Broken(f"node {NODE} not Ready after {timeout:g}s:\n{agent.tail()}")
 

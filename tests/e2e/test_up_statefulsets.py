@@ -1,12 +1,15 @@
 """StatefulSets and DaemonSets on `timoner up`, driven by the real kubectl: ordered pods, scaling, rollouts, undo.
 
 One `timoner up` serves the module; each test works in a namespace of its own. Containers are real
-processes (busybox `sleep`). `timoner up` has one node, so a DaemonSet runs one pod.
+processes (busybox `sleep`). `timoner up` has one node; one test adds a second agent for a while.
 """
 
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -177,3 +180,33 @@ def test_daemonset_runs_on_the_node_rolls_and_undoes(up, ns):
                "revision 1 renumbered to 3")
     skipped = up.kubectl("rollout", "undo", "daemonset/x", "-n", ns, "--to-revision=3").stdout
     assert "skipped rollback" in skipped
+
+
+def test_daemonset_follows_a_second_node_joining_and_leaving(up, ns, tmp_path):
+    """A second `timoner agent` joins `up`: the DaemonSet runs exactly one pod on each of the two nodes;
+    once that node is deleted its pod goes and the DaemonSet is back to one."""
+    node = f"second-{ns}"
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "timoner.cli.main", "agent", "--kubeconfig", str(up.kubeconfig),
+         "--node-name", node, "--runtime", "process", "--root-dir", str(tmp_path / "agent"), "--port", "0"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: up.kubectl("get", "node", node, check=False).returncode == 0, 60, "the second Node")
+        up.kubectl("wait", "--for=condition=Ready", f"node/{node}", "--timeout=60s", timeout=90)
+        apply(up.kubeconfig, ns, daemon_set("two"))
+        assert 'daemon set "two" successfully rolled out' in rollout_status(up.kubeconfig, ns, "daemonset/two")
+        nodes = sorted(n["metadata"]["name"] for n in json.loads(up.kubectl("get", "nodes", "-o", "json").stdout)["items"])
+        assert len(nodes) == 2 and node in nodes
+        pods = active_pods(up.kubeconfig, ns, "app=two")
+        assert sorted(p["spec"]["nodeName"] for p in pods) == nodes
+        assert all(p["status"]["phase"] == "Running" for p in pods)
+        ds = get(up.kubeconfig, ns, "daemonset", "two")["status"]
+        assert (ds["desiredNumberScheduled"], ds["currentNumberScheduled"], ds["numberReady"]) == (2, 2, 2)
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(30)
+    up.kubectl("delete", "node", node)
+    wait_until(lambda: [p["spec"]["nodeName"] for p in active_pods(up.kubeconfig, ns, "app=two")]
+               == [n for n in nodes if n != node], 90, "only the first node's pod left")
+    wait_until(lambda: get(up.kubeconfig, ns, "daemonset", "two")["status"]["desiredNumberScheduled"] == 1, 60,
+               "the DaemonSet down to one desired pod")

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DATA_DIR ?= .timoner
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)
 
-.PHONY: run test lint install bench clean
+.PHONY: run test lint install system bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,7 +14,15 @@ $(STAMP): pyproject.toml
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 
-install: $(STAMP)
+install: $(STAMP) system
+
+# The pod network needs iproute2 (`ip`) and nftables (`nft`); as root they are installed when missing.
+# Without root pods share the host's network (docs/NETWORKING.md), so nothing is needed.
+system:
+	@if [ "$$(id -u)" = 0 ]; then \
+		command -v ip >/dev/null && command -v nft >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 nftables >/dev/null); \
+	fi
 
 run: install
 	$(BIN)/timoner up --data-dir $(DATA_DIR)
@@ -32,6 +40,7 @@ bench: install
 	$(BIN)/python bench/api.py $(BENCH_ARGS)
 	$(BIN)/python bench/pod_startup.py $(POD_BENCH_ARGS)
 	$(BIN)/python bench/controllers.py $(CONTROLLERS_BENCH_ARGS)
+	$(BIN)/python bench/service_proxy.py $(PROXY_BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(DATA_DIR) .pytest_cache

@@ -17,7 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["WrkResult", "run", "create_script", "get_script", "etcd_put_script", "lua_string"]
+__all__ = ["WrkResult", "run", "create_script", "get_script", "etcd_put_script", "lua_string", "plain_get_script"]
 
 # Prints the summary as one JSON line. Latencies are in microseconds.
 _DONE = r"""
@@ -68,6 +68,11 @@ function request()
   return wrk.format("POST", nil, headers, head .. prefix .. "-" .. tid .. "-" .. counter .. tail)
 end
 """ + _DONE
+
+
+def plain_get_script() -> str:
+    """A plain `GET /` per request (wrk's default), with the summary line."""
+    return _DONE
 
 
 def get_script(token: str, path_format: str, count: int) -> str:
@@ -153,13 +158,14 @@ def wrk_binary() -> str:
 
 
 def run(label: str, url: str, script: str, *, threads: int, connections: int, duration: float,
-        timeout_s: float = 10.0) -> WrkResult:
-    """Run wrk for `duration` seconds with `script`; raise if wrk itself fails."""
+        timeout_s: float = 10.0, prefix: tuple[str, ...] = ()) -> WrkResult:
+    """Run wrk for `duration` seconds with `script`; raise if wrk itself fails. `prefix` runs it through
+    another command (`nsenter --net=FILE`: from inside a pod's network namespace)."""
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(script)
         script_path = Path(f.name)
     try:
-        cmd = [wrk_binary(), f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration))}s",
+        cmd = [*prefix, wrk_binary(), f"-t{threads}", f"-c{connections}", f"-d{max(1, round(duration))}s",
                f"--timeout={timeout_s:g}s", "-s", str(script_path), url]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + timeout_s + 60)
     finally:

@@ -1,7 +1,13 @@
 """The pod startup benchmark: create-to-Running latency on one node, beside a bare fork+exec floor, and agent RSS.
 
-Usage: `.venv/bin/python bench/pod_startup.py [-n 100] [--rate 10] [--storage sqlite|memory] [--json FILE]`
-(also part of `make bench`).
+Usage: `.venv/bin/python bench/pod_startup.py [-n 100] [--rate 10] [--storage sqlite|memory]
+[--pod-network bridge|host] [--json FILE]` (also part of `make bench`).
+
+As root the agent gives each pod its own network namespace on a bridge, as `timoner up` does
+(`--pod-network bridge`, the default then; `host` measures without it). The benchmark runs no
+controller manager, so it gives the Node its pod CIDR itself, as the node IPAM controller would; the
+bridge, CIDR and nftables tables come from a `timoner.testing.NetworkSlot`, so the run never clashes
+with test clusters, and are removed at the end.
 
 One run, in order, everything on 127.0.0.1, each part its own process as in
 a real cluster: `timoner server --port 0` (temp data dir), `timoner
@@ -41,6 +47,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -57,6 +64,8 @@ from _procs import StartError, TimonerServer, rss_kib  # noqa: E402
 from _rawhttp import Connection, Endpoint, parse_head  # noqa: E402
 from _watch import percentiles  # noqa: E402
 from api import Broken, log, machine, print_table  # noqa: E402
+
+from timoner.testing import NetworkSlot  # noqa: E402
 
 NAMESPACE = "bench-pods"
 NODE = "bench-node"
@@ -198,8 +207,8 @@ class PodWatch(Watch):
 
 
 async def _request(conn: Connection, method: str, path: str, body: bytes | None = None,
-                   ok: tuple[int, ...] = (200, 201)) -> dict:
-    resp = await conn.request(method, path, body)
+                   ok: tuple[int, ...] = (200, 201), content_type: str | None = None) -> dict:
+    resp = await conn.request(method, path, body, content_type=content_type or "application/json")
     if resp.status not in ok:
         raise Broken(f"{method} {path}: {resp.status} {resp.body[:300]!r}")
     return orjson.loads(resp.body) if resp.body else {}
@@ -217,6 +226,17 @@ async def _node_ready(conn: Connection, agent: Component, timeout: float = 60.0)
                 return node
         await asyncio.sleep(0.1)
     raise Broken(f"node {NODE} not Ready after {timeout:g}s:\n{agent.tail()}")
+
+
+def _remove_network(bridge: str) -> None:
+    """The bridge, its nftables tables and any pod namespace a standalone agent on `bridge` left."""
+    run = functools.partial(subprocess.run, capture_output=True, check=False)
+    for name in os.listdir("/run/netns") if os.path.isdir("/run/netns") else ():
+        if name.startswith(f"{bridge}-"):
+            run(["ip", "netns", "del", name])
+    run(["ip", "link", "del", bridge])
+    for table in (f"{bridge}-nat", f"{bridge}-services"):
+        run(["nft", "delete", "table", "ip", table])
 
 
 def _container_pids(agent_root: Path) -> list[int]:
@@ -355,6 +375,10 @@ async def run_pods(args: argparse.Namespace, ep: Endpoint, server_pid: int, agen
     watch = PodWatch(ep)
     try:
         await _node_ready(conn, agent)
+        if args.pod_cidr:
+            await _request(conn, "PATCH", f"/api/v1/nodes/{NODE}", orjson.dumps(
+                {"spec": {"podCIDR": args.pod_cidr, "podCIDRs": [args.pod_cidr]}}),
+                content_type="application/merge-patch+json")
         await _request(conn, "POST", "/api/v1/namespaces", orjson.dumps(
             {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}))
         rv = (await _request(conn, "GET", f"/api/v1/namespaces/{NAMESPACE}/pods"))["metadata"]["resourceVersion"]
@@ -463,12 +487,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rate", type=float, default=10.0, help="pods created per second (default 10; 0 = back to back)")
     p.add_argument("--storage", default="sqlite", help="timoner storage: sqlite (default) or memory")
     p.add_argument("--settle", type=float, default=2.0, help="seconds to wait before reading the agent's RSS")
+    p.add_argument("--pod-network", choices=("bridge", "host"), default="bridge" if os.geteuid() == 0 else "host",
+                   help="pods on a bridge, each in its own network namespace (default as root), or the host's")
     p.add_argument("--json", type=Path, help="write the JSON results here instead of stdout")
     args = p.parse_args(argv)
 
     results: dict = {"machine": machine(), "n": args.n, "rate_per_s": args.rate, "storage": args.storage,
-                     "command": COMMAND, "load_avg_at_start": os.getloadavg()}
+                     "pod_network": args.pod_network, "command": COMMAND, "load_avg_at_start": os.getloadavg()}
     errors: list[str] = []
+    slot = NetworkSlot.claim() if args.pod_network == "bridge" else None
+    args.pod_cidr = slot.cluster_cidr.replace("/16", "/24") if slot else None
+    network = ["--pod-network", "bridge", "--bridge-name", slot.bridge] if slot else ["--pod-network", "host"]
     with tempfile.TemporaryDirectory(prefix="timoner-bench-pods-") as tmp:
         workdir = Path(tmp)
         server = TimonerServer(workdir, storage=args.storage)
@@ -481,7 +510,8 @@ def main(argv: list[str] | None = None) -> int:
             parts.append(scheduler)
             agent_root = workdir / "agent"
             agent = Component("agent", ["agent", "--kubeconfig", kubeconfig, "--node-name", NODE, "--runtime",
-                                        "process", "--root-dir", str(agent_root), "--port", "0"], workdir)
+                                        "process", "--root-dir", str(agent_root), "--port", "0", *network],
+                              workdir)
             parts.append(agent)
             ep = Endpoint.from_url(server.url, ca_file=server.ca_file, token=server.token)
             asyncio.run(run_pods(args, ep, server.pid, agent, scheduler, agent_root, results))
@@ -500,6 +530,9 @@ def main(argv: list[str] | None = None) -> int:
             killed = _kill_leftovers(workdir / "agent")
             if killed and not errors:
                 errors.append(f"{killed} container or shim processes were left running")
+            if slot is not None:  # a standalone agent leaves its bridge and rules for its next start
+                _remove_network(slot.bridge)
+                slot.release()
     results["load_avg_at_end"] = os.getloadavg()
     results["errors"] = errors
 

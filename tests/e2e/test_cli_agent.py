@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 
 import pytest
 
@@ -77,10 +78,13 @@ def test_scheduler_command_binds_a_pod_to_the_agents_node(tmp_path):
 
 def test_agent_runs_a_pod_as_a_process_and_deletes_it(tmp_path):
     """scheduler + agent (process runtime): a pod runs as a real process, exits, and is deleted cleanly."""
+    marker = f"cli-agent-{uuid.uuid4().hex[:8]}"  # names this test's container among other tests' processes
     with ServerThread(tmp_path / "data") as srv:
         common = [sys.executable, "-m", "timoner.cli.main"]
+        # No controller manager gives the node a pod CIDR here: pods share the host's network.
         agent = subprocess.Popen(common + ["agent", "--kubeconfig", str(srv.kubeconfig), "--node-name", "n1",
-                                           "--runtime", "process", "--root-dir", str(tmp_path / "agent"), "--port", "0"],
+                                           "--runtime", "process", "--root-dir", str(tmp_path / "agent"), "--port", "0",
+                                           "--pod-network", "host"],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         scheduler = subprocess.Popen(common + ["scheduler", "--kubeconfig", str(srv.kubeconfig)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -88,7 +92,7 @@ def test_agent_runs_a_pod_as_a_process_and_deletes_it(tmp_path):
             kubectl(srv.kubeconfig, "run", "once", "--image=busybox", "--restart=Never", "--command", "--",
                     "sh", "-c", "echo hello from $(hostname); exit 0")
             kubectl(srv.kubeconfig, "run", "long", "--image=busybox", "--restart=Never", "--command", "--",
-                    "sh", "-c", "trap 'exit 0' TERM; while true; do sleep 0.1; done")
+                    "sh", "-c", f"trap 'exit 0' TERM; while true; do sleep 0.1; done # {marker}")
             deadline = time.time() + 60
             phases = {}
             while time.time() < deadline and phases != {"once": "Succeeded", "long": "Running"}:
@@ -101,6 +105,9 @@ def test_agent_runs_a_pod_as_a_process_and_deletes_it(tmp_path):
             terminated = once["status"]["containerStatuses"][0]["state"]["terminated"]
             assert terminated["exitCode"] == 0 and terminated["reason"] == "Completed"
             assert once["status"]["containerStatuses"][0]["containerID"].startswith("process://")
+            fallback = [c for c in once["status"]["conditions"] if c["type"] == "timoner.dev/HostNetworkFallback"]
+            assert [(c["status"], c["reason"]) for c in fallback] == [("True", "NoPodNetwork")]
+            assert fallback[0]["message"].startswith("--pod-network host: pods share the node's network")
             # kubectl logs and exec go through the API server to the agent's node server.
             logs = kubectl(srv.kubeconfig, "logs", "once").stdout
             assert logs.startswith("hello from ")
@@ -112,7 +119,7 @@ def test_agent_runs_a_pod_as_a_process_and_deletes_it(tmp_path):
             # A graceful delete: the agent stops the process and completes the deletion.
             kubectl(srv.kubeconfig, "delete", "pod", "long", "--wait=true", "--timeout=60s")
             assert kubectl(srv.kubeconfig, "get", "pod", "long", check=False).returncode != 0
-            leftover = subprocess.run(["pgrep", "-f", "while true; do sleep 0.1"], capture_output=True, text=True)
+            leftover = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True)
             assert leftover.stdout.strip() == "", subprocess.run(["ps", "-o", "pid,ppid,stat,args", "-p", leftover.stdout.strip().replace("\n", ",")], capture_output=True, text=True).stdout
         finally:
             # Containers outlive their agent by design: have the agent stop them before it goes.

@@ -15,10 +15,8 @@ import json
 import os
 import re
 import select
-import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 import uuid
@@ -27,7 +25,7 @@ import pytest
 from kubernetes import client, config
 from kubernetes.stream import portforward, stream
 
-from timoner.testing import KUBECTL, kubectl
+from timoner.testing import KUBECTL, TimonerUp, kubectl, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -44,26 +42,9 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def kubeconfig(tmp_path_factory):
-    """`timoner up` (API server, controllers, scheduler, node agent on the process runtime)."""
-    base = tmp_path_factory.mktemp("streaming")
-    data, log = base / "data", base / "up.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "timoner.cli.main", "up", "--data-dir", str(data),
-                                 "--port", "0"], stdout=out, stderr=subprocess.STDOUT,
-                                env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    try:
-        deadline = time.time() + 60
-        while "export KUBECONFIG=" not in log.read_text():
-            assert proc.poll() is None and time.time() < deadline, log.read_text()
-            time.sleep(0.1)
-        yield data / "kubeconfig"
-    finally:
-        proc.send_signal(signal.SIGTERM)  # stops the pods' containers too
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            raise
+    """`timoner up` (API server, controllers, scheduler, node agent on the process runtime, pod network)."""
+    with TimonerUp(tmp_path_factory.mktemp("streaming") / "data") as up:  # stopping it stops the containers
+        yield up.kubeconfig
 
 
 def _run_pod(kubeconfig, *args: str) -> str:
@@ -89,18 +70,17 @@ def shell_pod(kubeconfig):
 
 @pytest.fixture(scope="module")
 def web_pod(kubeconfig):
-    """A pod serving HTTP on a loopback port (pods share the host's network for now)."""
-    port = _free_port()
+    """A pod serving HTTP on its own loopback (its network namespace's), which port-forward reaches."""
+    port = _free_port()  # free on the host too, so that the check below means something
     name = _run_pod(kubeconfig, "--image=python", "--command", "--",
                     "python3", "-m", "http.server", str(port), "--bind", "127.0.0.1")
-    deadline = time.time() + 30
-    while True:  # Ready means started; the server may still be binding
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return name, port
-        except OSError:
-            assert time.time() < deadline, "the pod's HTTP server never listened"
-            time.sleep(0.1)
+    probe = f"import socket; socket.create_connection(('127.0.0.1', {port}), timeout=1).close()"
+    # Ready means started; the server may still be binding.
+    wait_until(lambda: kubectl(kubeconfig, "exec", name, "--", "python3", "-c", probe, check=False).returncode == 0,
+               30, "the pod's HTTP server listening")
+    with pytest.raises(OSError):  # on the pod's loopback, not the host's
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    return name, port
 
 
 @pytest.mark.parametrize("env", [{}, SPDY_EXEC], ids=["websocket", "spdy"])

@@ -148,7 +148,7 @@ def test_restarting_the_agent_keeps_the_pod_running(tmp_path):
     with ServerThread(tmp_path / "data") as srv:
         command = [sys.executable, "-m", "timoner.cli.main", "agent", "--kubeconfig", str(srv.kubeconfig),
                    "--node-name", "n1", "--runtime", "process", "--root-dir", str(tmp_path / "agent"),
-                   "--port", "0"]
+                   "--port", "0", "--pod-network", "host"]  # no controller manager: no pod CIDR for a network
 
         def agent():
             return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -6,7 +6,9 @@ processes (busybox `sleep`). `timoner up` has one node; one test adds a second a
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -18,7 +20,7 @@ from kubernetes import config as k8s_config
 from kubernetes import watch as k8s_watch
 from up_helpers import active_pods, get
 
-from timoner.testing import kubectl, wait_until
+from timoner.testing import kubectl, processes_under, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -205,6 +207,10 @@ def test_daemonset_follows_a_second_node_joining_and_leaving(up, ns, tmp_path):
     finally:
         agent.send_signal(signal.SIGTERM)
         agent.wait(30)
+        # A standalone agent leaves its containers running (a new agent would adopt them): none will.
+        for pid in processes_under(tmp_path / "agent"):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
     up.kubectl("delete", "node", node)
     wait_until(lambda: [p["spec"]["nodeName"] for p in active_pods(up.kubeconfig, ns, "app=two")]
                == [n for n in nodes if n != node], 90, "only the first node's pod left")

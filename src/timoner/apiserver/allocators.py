@@ -29,6 +29,11 @@ class ClusterIPAllocator:
     def kubernetes_ip(self) -> str:
         return str(ipaddress.ip_address(self._first))
 
+    @property
+    def dns_ip(self) -> str:
+        """The tenth address (`100.65.0.10`), kube-dns's, as kubeadm picks it."""
+        return str(ipaddress.ip_address(min(self._first + 9, self._last)))
+
     def contains(self, ip: str) -> bool:
         try:
             return ipaddress.ip_address(ip) in self.network

@@ -115,6 +115,7 @@ class ServerConfig:
     port: int = 6443
     storage: str = "sqlite"  # sqlite | memory | a backend URL
     service_cidr: str = "100.65.0.0/16"
+    service_node_port_range: tuple[int, int] = (30000, 32767)
     tls: bool = True
 
 
@@ -161,7 +162,7 @@ class APIServer:
         self.cache = WatchCache(self.backend, decode=_decode)
         await self.cache.start()
         self.store = Store(self.backend, self.cache, validate=validate_object,
-                           service_cidr=self.config.service_cidr)
+                           service_cidr=self.config.service_cidr, node_ports=self.config.service_node_port_range)
         self.store.last_written = self.cache.revision
         self.store.rebuild_allocations()
         tokens = {self.pki.token(): ADMIN}
@@ -227,7 +228,35 @@ class APIServer:
                 }, skip_namespace_check=True)
             except errors.AlreadyExists:
                 pass
+        await self._bootstrap_dns_service(svc_info)
         await self._bootstrap_storage_class()
+
+    async def _bootstrap_dns_service(self, svc_info) -> None:
+        """`kube-system/kube-dns` at the service CIDR's tenth address, as kubeadm makes it for CoreDNS.
+
+        Selectorless, with `internalTrafficPolicy: Local`: every node agent with a pod network serves
+        cluster DNS itself and publishes its own EndpointSlice for it, so each node's pods ask their own
+        node (`docs/ARCHITECTURE.md`, "Cluster DNS").
+        """
+        assert self.store is not None
+        if self.cache.get("/registry/core/services/kube-system/kube-dns") is not None:
+            return
+        ip = self.store.cluster_ips.dns_ip
+        try:
+            await self.store.create(svc_info, "kube-system", {
+                "apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "kube-dns", "labels": {
+                    "k8s-app": "kube-dns", "kubernetes.io/cluster-service": "true",
+                    "kubernetes.io/name": "Timoner-DNS"}},
+                "spec": {"type": "ClusterIP", "clusterIP": ip, "clusterIPs": [ip], "internalTrafficPolicy": "Local",
+                         "sessionAffinity": "None", "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack",
+                         "ports": [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 53},
+                                   {"name": "dns-tcp", "port": 53, "protocol": "TCP", "targetPort": 53}]},
+            }, skip_namespace_check=True)
+        except errors.AlreadyExists:
+            pass
+        except errors.Invalid as exc:  # its address is taken by a Service of the user's
+            log.warning("cannot make the kube-dns Service at %s: %s", ip, exc)
 
     async def _bootstrap_storage_class(self) -> None:
         """The default StorageClass `local-path`, made once: a cluster whose admin deleted it, or marked

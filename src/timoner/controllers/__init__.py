@@ -19,12 +19,16 @@ Layers:
   `persistentvolume` (the PV binder), `disruption` (PodDisruptionBudget
   status), `podgc` (the pod garbage collector),
   `job`, `cronjob` and `ttlafterfinished` (finished Jobs deleted after
-  their TTL), with pure helpers in `_job_util` and `_cronjob_util`.
+  their TTL), with pure helpers in `_job_util` and `_cronjob_util`;
+  `endpoints` and `endpointslice` (what Services select, shared pod facts
+  in `_endpoints_util`, the slice arithmetic in `_endpointslice_util`) and
+  `nodeipam` (pod CIDRs for Nodes, from a `_cidrset.CidrSet`).
 
 Events are posted with `timoner.client.EventRecorder` under upstream's
 component names (`replicaset-controller`, `replication-controller`,
 `deployment-controller`, `statefulset-controller`, `daemonset-controller`,
-`persistentvolume-controller`, `controllermanager` for the disruption controller, `job-controller`, `cronjob-controller`).
+`persistentvolume-controller`, `controllermanager` for the disruption controller, `job-controller`, `cronjob-controller`,
+`endpoint-controller`, `endpoint-slice-controller`, `cidrAllocator`).
 """
 
 from ._expectations import Expectations
@@ -48,7 +52,10 @@ from .disruption import (
     new_disruption_controller,
     new_stale_pod_disruption_controller,
 )
+from .endpoints import EndpointsReconciler, new_endpoints_controller
+from .endpointslice import EndpointSliceReconciler, new_endpointslice_controller
 from .job import JobReconciler, new_job_controller
+from .nodeipam import NodeIPAMReconciler, new_nodeipam_controller
 from .persistentvolume import PersistentVolumeReconciler, new_persistentvolume_controller
 from .podgc import TERMINATED_POD_GC_THRESHOLD, PodGCReconciler, new_podgc_controller
 from .replicaset import REPLICA_SET, REPLICATION_CONTROLLER, ReplicaSetReconciler, new_replicaset_controller
@@ -67,11 +74,14 @@ __all__ = [
     "DaemonSetReconciler",
     "DeploymentReconciler",
     "DisruptionReconciler",
+    "EndpointSliceReconciler",
+    "EndpointsReconciler",
     "Expectations",
     "JobReconciler",
     "LeadershipLost",
     "Manager",
     "Mapper",
+    "NodeIPAMReconciler",
     "PersistentVolumeReconciler",
     "PodGCReconciler",
     "Reconciler",
@@ -88,8 +98,11 @@ __all__ = [
     "new_daemonset_controller",
     "new_deployment_controller",
     "new_disruption_controller",
+    "new_endpoints_controller",
+    "new_endpointslice_controller",
     "new_job_controller",
     "new_manager",
+    "new_nodeipam_controller",
     "new_persistentvolume_controller",
     "new_podgc_controller",
     "new_replicaset_controller",

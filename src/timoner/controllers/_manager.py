@@ -33,7 +33,10 @@ from .cronjob import new_cronjob_controller
 from .daemonset import new_daemonset_controller
 from .deployment import new_deployment_controller
 from .disruption import new_disruption_controller, new_stale_pod_disruption_controller
+from .endpoints import new_endpoints_controller
+from .endpointslice import MAX_ENDPOINTS_PER_SLICE, new_endpointslice_controller
 from .job import new_job_controller
+from .nodeipam import CLUSTER_CIDR, NODE_CIDR_MASK_SIZE, new_nodeipam_controller
 from .persistentvolume import new_persistentvolume_controller
 from .podgc import TERMINATED_POD_GC_THRESHOLD, new_podgc_controller
 from .replicaset import REPLICATION_CONTROLLER, new_replicaset_controller
@@ -106,11 +109,14 @@ class Manager:
 
 
 def new_manager(client: Client, *, terminated_pod_gc_threshold: int = TERMINATED_POD_GC_THRESHOLD,
-                **options) -> Manager:
+                cluster_cidr: str = CLUSTER_CIDR, node_cidr_mask_size: int = NODE_CIDR_MASK_SIZE,
+                max_endpoints_per_slice: int = MAX_ENDPOINTS_PER_SLICE, **options) -> Manager:
     """A manager with every controller Timoner has: ReplicaSet, ReplicationController, Deployment, StatefulSet, DaemonSet,
-    Job, CronJob, TTL-after-finished, PersistentVolume, disruption (PodDisruptionBudgets) and the pod garbage collector.
+    Job, CronJob, TTL-after-finished, PersistentVolume, disruption (PodDisruptionBudgets), the pod garbage collector,
+    Endpoints, EndpointSlices and node IPAM.
 
-    `terminated_pod_gc_threshold` is kube-controller-manager's `--terminated-pod-gc-threshold`.
+    The keywords are kube-controller-manager's `--terminated-pod-gc-threshold`, `--cluster-cidr`,
+    `--node-cidr-mask-size` and `--max-endpoints-per-slice`; ValueError for a mask or slice size out of range.
     """
     manager = Manager(client, **options)
     manager.add(new_replicaset_controller(client, manager.informers))
@@ -125,11 +131,17 @@ def new_manager(client: Client, *, terminated_pod_gc_threshold: int = TERMINATED
     manager.add(new_stale_pod_disruption_controller(client, manager.informers))
     manager.add(new_podgc_controller(client, manager.informers, terminated_pod_threshold=terminated_pod_gc_threshold))
     manager.add(new_persistentvolume_controller(client, manager.informers))
+    manager.add(new_endpoints_controller(client, manager.informers))
+    manager.add(new_endpointslice_controller(client, manager.informers, max_endpoints_per_slice=max_endpoints_per_slice))
+    manager.add(new_nodeipam_controller(client, manager.informers, cluster_cidr=cluster_cidr,
+                                        node_cidr_mask_size=node_cidr_mask_size))
     return manager
 
 
 async def main(kubeconfig: Path, *, identity: str | None = None,
-               terminated_pod_gc_threshold: int = TERMINATED_POD_GC_THRESHOLD, metrics_port: int = 0) -> None:
+               terminated_pod_gc_threshold: int = TERMINATED_POD_GC_THRESHOLD, metrics_port: int = 0,
+               cluster_cidr: str = CLUSTER_CIDR, node_cidr_mask_size: int = NODE_CIDR_MASK_SIZE,
+               max_endpoints_per_slice: int = MAX_ENDPOINTS_PER_SLICE) -> None:
     """`timoner controllers --kubeconfig FILE`: run the controller manager until cancelled.
 
     `metrics_port` > 0 serves the current manager's reconcile counters at
@@ -144,7 +156,9 @@ async def main(kubeconfig: Path, *, identity: str | None = None,
         async with Client(load_kubeconfig(kubeconfig), user_agent="timoner-controller-manager") as client:
             while True:
                 manager = new_manager(client, identity=identity,
-                                      terminated_pod_gc_threshold=terminated_pod_gc_threshold)
+                                      terminated_pod_gc_threshold=terminated_pod_gc_threshold,
+                                      cluster_cidr=cluster_cidr, node_cidr_mask_size=node_cidr_mask_size,
+                                      max_endpoints_per_slice=max_endpoints_per_slice)
                 current[:] = [manager]
                 try:
                     await manager.run()

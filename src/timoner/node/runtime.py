@@ -90,7 +90,8 @@ class ContainerSpec:
     `stdin_once` and `tty` are the container's fields of those names: a
     stdin that `kubectl attach` can write to, closed after the first
     attach's stdin ends, and a terminal for the main process. `mounts` are
-    the container's volume mounts.
+    the container's volume mounts. `netns` is the file of the pod's network
+    namespace for the container to join ("" shares the host's network).
     """
 
     pod_uid: str
@@ -108,6 +109,7 @@ class ContainerSpec:
     stdin_once: bool = False
     tty: bool = False
     mounts: tuple[Mount, ...] = ()
+    netns: str = ""
 
 
 class State(enum.Enum):

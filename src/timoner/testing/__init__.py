@@ -21,7 +21,7 @@ from pathlib import Path
 
 from timoner.apiserver.server import APIServer, ServerConfig
 
-__all__ = ["KUBECTL", "ServerThread", "TimonerUp", "eventually", "http_client", "kubectl", "wait_until"]
+__all__ = ["KUBECTL", "NetworkSlot", "ServerThread", "TimonerUp", "processes_under", "eventually", "http_client", "kubectl", "wait_until"]
 
 KUBECTL = os.environ.get("TIMONER_KUBECTL", "/usr/bin/kubectl")
 
@@ -151,12 +151,16 @@ class TimonerUp:
     `start()` returns once the command printed its `export KUBECONFIG=` line; `output` holds what it
     printed until then, and `tail()` the last lines it printed since (its log: show it when a test
     fails). Use as a context manager, or call `stop()` (which returns the exit code).
+
+    Several `timoner up` run on one host at once in the test suite, so each gets a network slot of its
+    own (`network_slot`): pod and service CIDRs, a NodePort range and a bridge no other one uses.
     """
 
     def __init__(self, data_dir: Path, *, command: str = "up", extra: tuple[str, ...] = ()) -> None:
         self.data_dir = data_dir
         self.command = command
         self.extra = extra
+        self.slot: NetworkSlot | None = None
         self.proc: subprocess.Popen[str] | None = None
         self.output = ""
         self.recent: collections.deque[str] = collections.deque(maxlen=400)
@@ -169,9 +173,19 @@ class TimonerUp:
         return kubectl(self.kubeconfig, *args, **kwargs)
 
     def start(self, timeout: float = 60) -> TimonerUp:
+        network: tuple[str, ...] = ()
+        if self.command == "up" and "--cluster-cidr" not in self.extra:
+            # A cluster started again on the same data keeps its slot: its Services hold addresses of it.
+            remembered = self.data_dir / ".test-network-slot"
+            if self.slot is None:
+                preferred = int(remembered.read_text()) if remembered.exists() else None
+                self.slot = NetworkSlot.claim(preferred)
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            remembered.write_text(str(self.slot.number))
+            network = self.slot.up_flags()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "timoner.cli.main", self.command, "--data-dir", str(self.data_dir),
-             "--port", "0", *self.extra],
+             "--port", "0", *network, *self.extra],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"})
         assert self.proc.stdout is not None
@@ -203,18 +217,98 @@ class TimonerUp:
 
     def stop(self, timeout: float = 30) -> int:
         assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                raise
-        return self.proc.returncode
+        try:
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+                    raise
+            return self.proc.returncode
+        finally:
+            if self.slot is not None:
+                self.slot.release()
+                self.slot = None
 
     def __enter__(self) -> TimonerUp:
         return self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+class NetworkSlot:
+    """One of 31 non-overlapping network setups for a test cluster, held with a lock file until released.
+
+    Slot k (1-31): pods in 100.(64+2k).0.0/16, Services in 100.(65+2k).0.0/16, NodePorts 30000+64k to
+    30063+64k, bridge `tmnr<k>`: all inside 100.64.0.0/10 (never a developer's private ranges) and clear
+    of the defaults (100.64.0.0/16 and 100.65.0.0/16), so a cluster on the defaults can run beside.
+    """
+
+    DIRECTORY = Path("/tmp/timoner-test-network-slots")
+
+    def __init__(self, number: int, fd: int) -> None:
+        self.number = number
+        self._fd: int | None = fd
+
+    @classmethod
+    def claim(cls, preferred: int | None = None) -> NetworkSlot:
+        import fcntl
+
+        cls.DIRECTORY.mkdir(parents=True, exist_ok=True)
+        numbers = list(range(1, 32))
+        if preferred in numbers:
+            numbers.insert(0, numbers.pop(numbers.index(preferred)))
+        for number in numbers:
+            fd = os.open(cls.DIRECTORY / f"{number}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            return cls(number, fd)
+        raise AssertionError("all 31 test network slots are taken")
+
+    @property
+    def cluster_cidr(self) -> str:
+        return f"100.{64 + 2 * self.number}.0.0/16"
+
+    @property
+    def service_cidr(self) -> str:
+        return f"100.{65 + 2 * self.number}.0.0/16"
+
+    @property
+    def node_ports(self) -> tuple[int, int]:
+        return 30000 + 64 * self.number, 30063 + 64 * self.number
+
+    @property
+    def bridge(self) -> str:
+        return f"tmnr{self.number}"
+
+    def up_flags(self) -> tuple[str, ...]:
+        low, high = self.node_ports
+        return ("--cluster-cidr", self.cluster_cidr, "--service-cidr", self.service_cidr,
+                "--service-node-port-range", f"{low}-{high}", "--bridge-name", self.bridge)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the lock
+            self._fd = None
+
+
+def processes_under(directory: Path) -> list[int]:
+    """Live processes whose working directory is under `directory`, or whose command line names it."""
+    found, prefix = [], str(directory)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(f"/proc/{entry}/cwd")
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+        except OSError:
+            continue  # gone, or a zombie
+        if cwd.startswith(prefix) or prefix.encode() in cmdline:
+            found.append(int(entry))
+    return found

@@ -36,10 +36,11 @@ async def fake_node(client, name, *, labels=None, taints=None):
     node = {"apiVersion": "v1", "kind": "Node",
             "metadata": {"name": name, "labels": {"kubernetes.io/hostname": name, **(labels or {})}},
             "spec": {"taints": taints} if taints else {}}
-    created = await client.create(NODES, node)
-    created["status"] = {"capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"},
-                         "allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"}}
-    return await client.update(NODES, created, subresource="status")
+    await client.create(NODES, node)
+    # A patch, as a kubelet writes it: node IPAM may have patched the new Node's podCIDR meanwhile.
+    status = {"capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+              "allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"}}
+    return await client.patch(NODES, name, {"status": status}, subresource="status")
 
 
 async def _ds(client, namespace, name):

@@ -25,6 +25,8 @@ async def test_controllers_share_one_informer_per_resource(bare):
     assert names[:3] == ["replicaset-controller", "replication-controller", "deployment-controller"]
     assert {"disruption-controller", "disruption-stale-pod-controller", "pod-garbage-collector"} <= set(names)
     assert {"job-controller", "cronjob-controller", "ttl-after-finished-controller"} <= set(names)
+    assert {"endpoint-controller", "endpoint-slice-controller", "node-ipam-controller"} <= set(names)
+    assert {"services", "endpoints", "endpointslices"} <= {r.plural for r in resources}
 
 
 async def test_only_the_leader_acts_and_a_successor_takes_over_when_it_dies(bare, client, namespace, eventually):

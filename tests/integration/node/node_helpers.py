@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import os
-from pathlib import Path
 
 from timoner.node.agent import Agent
 from timoner.node.pods import PodWorkerConfig
+from timoner.testing import processes_under
 
 __all__ = ["FAST_PODS", "bounded", "processes_under", "start_pod_agent"]
 
@@ -33,22 +32,6 @@ async def start_pod_agent(client, config, runtime, *, pod_config: PodWorkerConfi
             raise AssertionError(f"agent did not start its pod workers within {timeout:g}s")
         await asyncio.sleep(0.02)
     return agent, task
-
-
-def processes_under(directory: Path) -> list[int]:
-    """Live processes whose working directory is under `directory`, or whose command line names it."""
-    found, prefix = [], str(directory)
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            cwd = os.readlink(f"/proc/{entry}/cwd")
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-        except OSError:
-            continue  # gone, or a zombie
-        if cwd.startswith(prefix) or prefix.encode() in cmdline:
-            found.append(int(entry))
-    return found
 
 
 async def bounded(awaitable, seconds: float = 20.0):

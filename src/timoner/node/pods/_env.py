@@ -3,8 +3,10 @@
 Follows the kubelet's `makeEnvironmentVariables` order: `envFrom` sources
 first (each ConfigMap/Secret key, with the source's prefix), then `env`
 entries in order, each `value` expanded against the variables defined so
-far; `valueFrom` results are never expanded. Command and args are expanded
-against the final environment. Expansion is upstream's: `$(NAME)` is
+far (and the Service variables); `valueFrom` results are never expanded.
+The Service variables (`service_env`, from `_services`) come last, each
+unless the container defines that name itself. Command and args are
+expanded against the final environment. Expansion is upstream's: `$(NAME)` is
 replaced when NAME is defined, left literal when not, and `$$` is an
 escaped `$`.
 
@@ -48,11 +50,13 @@ class ContainerConfigError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class PodNetwork:
-    """What the downward API needs from the node: the IPs and, for unset limits, allocatable."""
+    """What the downward API needs from the node: the IPs and, for unset limits, allocatable; and the
+    pod's network namespace (`netns`, a file; "" for the host's network)."""
 
     host_ip: str
     pod_ip: str
     allocatable: Mapping[str, str] = field(default_factory=dict)
+    netns: str = ""
 
 
 def expand(text: str, lookup: Callable[[str], str | None]) -> str:
@@ -189,10 +193,16 @@ class _Sources:
         return dict(obj.get("data") or {})
 
 
-async def _environment(client: Client, pod: Obj, container: Obj, network: PodNetwork) -> dict[str, str]:
+async def _environment(client: Client, pod: Obj, container: Obj, network: PodNetwork,
+                       service_env: Mapping[str, str]) -> dict[str, str]:
     namespace = (pod.get("metadata") or {}).get("namespace", "")
     sources = _Sources(client, namespace)
     env: dict[str, str] = {}
+
+    def lookup(name: str) -> str | None:  # upstream's MappingFuncFor(tmpEnv, serviceEnv)
+        value = env.get(name)
+        return service_env.get(name) if value is None else value
+
     for source in container.get("envFrom") or ():
         prefix = source.get("prefix") or ""
         for kind, ref in (("ConfigMap", source.get("configMapRef")), ("Secret", source.get("secretRef"))):
@@ -205,7 +215,7 @@ async def _environment(client: Client, pod: Obj, container: Obj, network: PodNet
     for var in container.get("env") or ():
         name = var.get("name", "")
         if var.get("value"):
-            env[name] = expand(var["value"], env.get)
+            env[name] = expand(var["value"], lookup)
             continue
         source = var.get("valueFrom")
         if not source:
@@ -227,13 +237,18 @@ async def _environment(client: Client, pod: Obj, container: Obj, network: PodNet
                     continue
                 raise ContainerConfigError(f"couldn't find key {key} in {kind} {namespace}/{ref.get('name', '')}")
             env[name] = data[key]
+    for name, value in service_env.items():
+        env.setdefault(name, value)
     return env
 
 
 async def build_container_spec(client: Client, pod: Obj, container: Obj, *, network: PodNetwork,
-                               attempt: int) -> ContainerSpec:
-    """The `ContainerSpec` for one run of `container`; raises `ContainerConfigError` when it cannot be built."""
-    env = await _environment(client, pod, container, network)
+                               attempt: int, service_env: Mapping[str, str] | None = None) -> ContainerSpec:
+    """The `ContainerSpec` for one run of `container`; raises `ContainerConfigError` when it cannot be built.
+
+    `service_env` holds the Service variables the container sees (`_services.pod_service_env`).
+    """
+    env = await _environment(client, pod, container, network, service_env or {})
     meta = pod.get("metadata") or {}
     return ContainerSpec(
         pod_uid=meta.get("uid", ""),
@@ -250,4 +265,5 @@ async def build_container_spec(client: Client, pod: Obj, container: Obj, *, netw
         stdin=bool(container.get("stdin")),
         stdin_once=bool(container.get("stdinOnce")),
         tty=bool(container.get("tty")),
+        netns=network.netns,
     )

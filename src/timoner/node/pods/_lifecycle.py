@@ -50,7 +50,7 @@ async def _cancel(task: asyncio.Future[Any]) -> None:
 class ContainerLifecycle:
     """Probes, hooks and events for one pod's containers; see the module docstring. `pod()` is the latest pod."""
 
-    def __init__(self, client: Client, runtime: Runtime, *, pod: Callable[[], Obj], pod_ip: str,
+    def __init__(self, client: Client, runtime: Runtime, *, pod: Callable[[], Obj], pod_ip: Callable[[], str],
                  clock: Clock) -> None:
         self.runtime = runtime
         self._pod = pod
@@ -68,7 +68,7 @@ class ContainerLifecycle:
     def target(self, container: Obj, state: ContainerState) -> Target:
         if self._http is None:
             self._http = new_http_client()
-        return Target(self.runtime, state.id, container, self._pod_ip, self._http)
+        return Target(self.runtime, state.id, container, self._pod_ip(), self._http)
 
     async def aclose(self) -> None:
         if self._http is not None:
@@ -81,6 +81,10 @@ class ContainerLifecycle:
         field_path = f"spec.{'initContainers' if container in inits else 'containers'}{{{container}}}"
         await self._events.event(pod, event_type, reason, message, field_path=field_path, kind="Pod",
                                  api_version="v1")
+
+    async def pod_event(self, event_type: str, reason: str, message: str) -> None:
+        """Record an event about the pod itself (no container's `fieldPath`), e.g. FailedCreatePodSandBox."""
+        await self._events.event(self._pod(), event_type, reason, message, kind="Pod", api_version="v1")
 
     def prober(self, container: Obj, state: ContainerState, *, on_change: Callable[[], None]) -> ContainerProber | None:
         """A started prober for this run of `container`, or None when it has no probes."""

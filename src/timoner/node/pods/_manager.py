@@ -11,7 +11,8 @@ hands each pod's containers to its worker (which adopts them without
 restarting) and stops the containers of pods no longer bound here. Until
 then handler calls are ignored: the informer's store is read in full once
 recovery is done. Volume directories of pods no longer bound here (and not
-running) are torn down then too (`VolumeManager.teardown`), and the
+running) are torn down then too (`VolumeManager.teardown`), as are their
+hosts and resolv.conf files (`PodEtcFiles.remove`), and the
 runtime forgets those pods (`Runtime.remove_pod`: their containers'
 records and logs), as kubelet's garbage collection does for pods deleted
 while it was down. A worker does the same for its pod once its deletion
@@ -28,7 +29,9 @@ from typing import Any
 from timoner.client import Client, Clock, Informer
 
 from ..runtime import ContainerState, Runtime, State
+from ._dns import PodEtcFiles
 from ._env import PodNetwork
+from ._network import PodNetworkPlugin
 from ._volumes import VolumeManager
 from ._worker import PodWorker, PodWorkerConfig
 
@@ -37,6 +40,7 @@ __all__ = ["PodWorkers"]
 log = logging.getLogger("timoner.node.pods")
 
 ORPHAN_GRACE_SECONDS = 30.0  # the pod (and its grace period) is gone: upstream's default grace
+SERVICES_SYNC_WAIT = 5.0  # at most, for the Service informer's first list before the workers start
 
 Obj = dict[str, Any]
 
@@ -49,7 +53,9 @@ class PodWorkers:
     """The pod workers of one node; see the module docstring. Register `on_add/on_update/on_delete` on the informer."""
 
     def __init__(self, client: Client, runtime: Runtime, *, informer: Informer, network: PodNetwork, clock: Clock,
-                 config: PodWorkerConfig | None = None, volumes: VolumeManager | None = None) -> None:
+                 config: PodWorkerConfig | None = None, volumes: VolumeManager | None = None,
+                 pod_network: PodNetworkPlugin | None = None, services: Informer | None = None,
+                 etc_files: PodEtcFiles | None = None) -> None:
         self.client = client
         self.runtime = runtime
         self.informer = informer
@@ -57,6 +63,9 @@ class PodWorkers:
         self.clock = clock
         self.config = config or PodWorkerConfig()
         self.volumes = volumes
+        self.pod_network = pod_network
+        self.services = services
+        self.etc_files = etc_files
         self.workers: dict[str, PodWorker] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._recovered: dict[str, list[ContainerState]] = {}
@@ -74,7 +83,8 @@ class PodWorkers:
             worker.update(pod)
             return
         worker = PodWorker(self.client, self.runtime, pod=pod, network=self.network, clock=self.clock,
-                           config=self.config, recovered=self._recovered.pop(uid, None), volumes=self.volumes)
+                           config=self.config, recovered=self._recovered.pop(uid, None), volumes=self.volumes,
+                           pod_network=self.pod_network, services=self.services, etc_files=self.etc_files)
         self.workers[uid] = worker
         self._tasks[uid] = asyncio.create_task(worker.run(), name=f"pod-worker-{uid}")
 
@@ -112,6 +122,18 @@ class PodWorkers:
             for uid in self.volumes.pods_on_disk():
                 if not here(uid):
                     await self.volumes.teardown(uid)
+        if self.etc_files is not None:
+            for uid in self.etc_files.pods_on_disk():
+                if not here(uid):
+                    await self.etc_files.remove(uid)
+        if self.pod_network is not None:
+            for uid in self.pod_network.pods():
+                if not here(uid):
+                    log.info("freeing the network of pod %s, no longer bound here", uid)
+                    try:
+                        await self.pod_network.teardown(uid)
+                    except Exception as exc:
+                        log.warning("could not tear down the network of pod %s: %s", uid, exc)
         for uid in await self.runtime.pod_uids():
             if here(uid):
                 continue
@@ -128,6 +150,12 @@ class PodWorkers:
             for state in recovered:
                 self._recovered.setdefault(state.spec.pod_uid, []).append(state)
             await self.informer.has_synced.wait()
+            if self.services is not None:
+                # Containers cannot start before the Services are known (`_services`): give the first list a
+                # moment rather than have the first containers wait a whole retry interval.
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(SERVICES_SYNC_WAIT):
+                        await self.services.has_synced.wait()
             self._ready = True
             for pod in self.informer.lister.list():
                 self.on_add(pod)

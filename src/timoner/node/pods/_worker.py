@@ -65,16 +65,20 @@ import datetime as dt
 import logging
 import time
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from timoner.api.errors import Conflict, NotFound
-from timoner.client import Client, Clock, resource_for
+from timoner.client import Client, Clock, Informer, resource_for
 
 from ..runtime import ContainerState, Runtime, State
 from ._backoff import Backoff, go_duration
+from ._dns import PodEtcFiles
 from ._env import PodNetwork, build_container_spec
 from ._lifecycle import ContainerLifecycle
+from ._network import HOST_NETWORK_CONDITION, PodNetworkPlugin, host_network
 from ._probes import PROBE_FIELDS, ContainerProber
+from ._services import pod_service_env
 from ._status import container_status, pod_conditions, pod_phase, rfc3339, terminated_dict
 from ._volumes import VolumeManager
 
@@ -97,6 +101,13 @@ class PodWorkerConfig:
     backoff_cap: float = 300.0
     retry_interval: float = 10.0
     volume_sync_interval: float = 60.0  # how often a running pod's volumes are brought up to date
+    # Without a pod network (the agent is not root), why pods share the host's network: shown on each pod
+    # as the condition `timoner.dev/HostNetworkFallback`; "" shows nothing.
+    host_network_fallback: str = ""
+    # kubelet's --cluster-dns, --cluster-domain and --resolv-conf: each pod's /etc/resolv.conf (`_dns`).
+    cluster_dns: tuple[str, ...] = ()
+    cluster_domain: str = "cluster.local"
+    resolv_conf: Path = Path("/etc/resolv.conf")
 
 
 @dataclass(slots=True)
@@ -127,7 +138,8 @@ class PodWorker:
 
     def __init__(self, client: Client, runtime: Runtime, *, pod: Obj, network: PodNetwork, clock: Clock,
                  config: PodWorkerConfig, recovered: list[ContainerState] | None = None,
-                 volumes: VolumeManager | None = None) -> None:
+                 volumes: VolumeManager | None = None, pod_network: PodNetworkPlugin | None = None,
+                 services: Informer | None = None, etc_files: PodEtcFiles | None = None) -> None:
         self.client = client
         self.runtime = runtime
         self.pod = pod
@@ -145,12 +157,19 @@ class PodWorker:
         self._deadline_at: float | None = None
         self._containers: dict[str, _Container] = {c["name"]: _Container() for c in self._all_specs()}
         self._volumes = volumes
+        self._services = services  # the agent's Service informer: the containers' service variables
+        self._etc_files = etc_files  # the pod's /etc/hosts and /etc/resolv.conf, for runtimes that mount
         # Containers a previous agent started had their volumes: they need not wait for a first setup.
         self._volumes_ready = volumes is None or bool(recovered)
         self._volumes_synced: tuple[float, Obj, Obj] | None = None  # (clock time, labels, annotations)
         self._volumes_torn_down = False
-        self._lifecycle = ContainerLifecycle(client, runtime, pod=lambda: self.pod, pod_ip=network.pod_ip,
-                                             clock=clock)
+        # The pod's own network (address and namespace) comes from the plugin before its first container.
+        self._pod_network = None if host_network(pod) else pod_network
+        self._sandbox_ready = self._pod_network is None
+        self._sandbox_error = ""
+        self._sandbox_torn_down = False
+        self._lifecycle = ContainerLifecycle(client, runtime, pod=lambda: self.pod,
+                                             pod_ip=lambda: self._network.pod_ip, clock=clock)
         self._deleting = asyncio.Event()  # ends a postStart hook early
         self._adopt(recovered or [])
 
@@ -308,6 +327,7 @@ class PodWorker:
         if self._terminal is not None:
             await self._stop_all(self._grace(deleting=False))
             await self._teardown_volumes()
+            await self._teardown_sandbox()
             await self._write_status()
             return None
         if (wait := self._deadline_remaining()) is not None and wait <= 0:
@@ -316,7 +336,9 @@ class PodWorker:
             await self._write_status()
             return None
         wakes = [wait, await self._sync_volumes()]
-        if self._volumes_ready:
+        if self._volumes_ready and not self._sandbox_ready:
+            wakes.append(await self._setup_sandbox())
+        if self._volumes_ready and self._sandbox_ready:
             wakes += await self._advance()
         status = await self._write_status()
         if status["phase"] in ("Succeeded", "Failed"):
@@ -343,9 +365,40 @@ class PodWorker:
             synced = self._volumes_synced = (now + interval, dict(labels), dict(annotations))
         return max(0.0, synced[0] - now)
 
+    async def _setup_sandbox(self) -> float | None:
+        """Get the pod's address and network namespace from the plugin; the seconds until a retry, if it failed."""
+        assert self._pod_network is not None
+        try:
+            interface = await self._pod_network.setup(self.uid)
+        except Exception as exc:  # whatever the plugin raises is shown on the pod, and retried
+            message = f"Failed to create pod sandbox: {exc}"
+            log.warning("pod %s: %s", self._name, message)
+            if message != self._sandbox_error:
+                self._sandbox_error = message
+                with contextlib.suppress(Exception):
+                    await self._lifecycle.pod_event("Warning", "FailedCreatePodSandBox", message)
+            return self._config.retry_interval
+        self._network = replace(self._network, pod_ip=interface.ip, netns=interface.netns)
+        self._sandbox_ready = True
+        return None
+
+    async def _teardown_sandbox(self) -> None:
+        """Give the pod's network back once its containers stopped for good (its IP stays in its status)."""
+        if self._pod_network is None or self._sandbox_torn_down:
+            return
+        self._sandbox_torn_down = True
+        try:
+            await self._pod_network.teardown(self.uid)
+        except Exception as exc:  # the agent's start-up clean-up tries again
+            log.warning("pod %s: could not tear down its network: %s", self._name, exc)
+
     async def _teardown_volumes(self) -> None:
-        if self._volumes is not None and not self._volumes_torn_down:
-            self._volumes_torn_down = True
+        if self._volumes_torn_down:
+            return
+        self._volumes_torn_down = True
+        if self._etc_files is not None:  # the pod's hosts and resolv.conf files go with its volumes
+            await self._etc_files.remove(self.uid)
+        if self._volumes is not None:
             await self._volumes.teardown(self.uid)
 
     def _deadline_remaining(self) -> float | None:
@@ -408,9 +461,12 @@ class PodWorker:
         attempt = tracked.next_attempt
         try:
             spec = await build_container_spec(self.client, self.pod, container, network=self._network,
-                                              attempt=attempt)
+                                              attempt=attempt, service_env=pod_service_env(self.pod, self._services))
             if self._volumes is not None:
                 spec = replace(spec, mounts=await self._volumes.mounts(self.pod, container, env=spec.env))
+            if self._etc_files is not None:
+                etc = await self._etc_files.mounts(self.pod, container, pod_ip=self._network.pod_ip)
+                spec = replace(spec, mounts=spec.mounts + etc)
             state = await self.runtime.start(spec)
         except Exception as exc:  # whatever the runtime raises is the container's waiting reason
             reason = getattr(exc, "reason", None) or "CreateContainerError"
@@ -466,6 +522,7 @@ class PodWorker:
     async def _delete(self) -> float | None:
         await self._stop_all(self._grace(deleting=True))
         await self._teardown_volumes()
+        await self._teardown_sandbox()
         if not self._removed:
             meta = self.pod["metadata"]
             with contextlib.suppress(NotFound, Conflict):
@@ -514,15 +571,27 @@ class PodWorker:
         ours = {c["type"]: c for c in (self._last_written or {}).get("conditions") or ()}
         previous = [ours.get(c.get("type"), c) for c in old.get("conditions") or ()]
         previous += [c for t, c in ours.items() if t not in {p.get("type") for p in previous}]
-        ip = self._network.pod_ip
+        ip = self._network.pod_ip if self._sandbox_ready or self._sandbox_torn_down else ""
+        now = rfc3339(time.time())
+        sandbox = "True" if self._sandbox_ready or self._sandbox_torn_down else "False"
+        conditions = [c for c in pod_conditions(spec, phase, init_statuses, statuses, old=previous, now=now)
+                      if c["type"] != HOST_NETWORK_CONDITION]
+        for condition in conditions:
+            if condition["type"] == "PodReadyToStartContainers" and condition["status"] != sandbox:
+                condition["status"] = sandbox  # no sandbox yet: the plugin has not given the pod its network
+        fallback = self._config.host_network_fallback
+        if fallback and self._pod_network is None and not host_network(self.pod):
+            since = next((c.get("lastTransitionTime") for c in previous if c.get("type") == HOST_NETWORK_CONDITION
+                          and c.get("status") == "True"), None)
+            conditions.append({"type": HOST_NETWORK_CONDITION, "status": "True", "lastProbeTime": None,
+                               "lastTransitionTime": since or now, "reason": "NoPodNetwork", "message": fallback})
         status: Obj = {
             "phase": phase,
-            "conditions": pod_conditions(spec, phase, init_statuses, statuses, old=previous,
-                                         now=rfc3339(time.time())),
+            "conditions": conditions,
             "hostIP": self._network.host_ip,
             "hostIPs": [{"ip": self._network.host_ip}],
-            "podIP": ip,
-            "podIPs": [{"ip": ip}],
+            "podIP": ip or None,
+            "podIPs": [{"ip": ip}] if ip else None,
             "startTime": self._start_time,
             "containerStatuses": statuses,
             "reason": reason or None,

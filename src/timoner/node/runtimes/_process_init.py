@@ -3,7 +3,8 @@
 Imported by that child only (see `_process_shim`), so the long-lived shim
 never loads it: `run` restores the signals Python ignores, starts a
 session, and with namespaces (the shim unshared a PID namespace, so this
-process is its PID 1) takes mount, UTS and IPC namespaces of its own, sets
+process is its PID 1) joins the pod's network namespace when it has one
+(`setns` on the file the config names), takes mount, UTS and IPC namespaces of its own, sets
 the hostname, binds the volumes, mounts a fresh `/proc`; then it takes its
 standard streams (a TTY becomes its controlling terminal), changes to the
 working directory and execs. Anything that fails raises `OSError`, which
@@ -13,7 +14,9 @@ Mounts (`_prepare_mounts`): every volume is bound at its container path,
 read-only when asked, inside the private mount namespace only. A container
 path the host lacks is made on a private tmpfs laid over its nearest
 existing ancestor (`_cover`), so nothing is ever created on the host's own
-filesystem; a missing working directory is made the same way.
+filesystem; a missing working directory is made the same way, and a
+container path that is a symlink to nothing is replaced on such a tmpfs.
+A single file binds onto an existing file (`/etc/hosts`) as is.
 """
 
 import _signal
@@ -22,6 +25,7 @@ import os
 import stat
 
 CLONE_NEWNS = 0x00020000
+CLONE_NEWNET = 0x40000000
 CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_REC, MS_PRIVATE = 2, 4, 8, 0x4000, 1 << 18
@@ -45,6 +49,8 @@ def run(config: dict, fds: tuple, *, tty: bool, namespaces: bool, libc) -> None:
         stdin = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)  # before any mount can hide /dev
     os.setsid()
     if namespaces:
+        if config.get("netns"):
+            _join_network(config["netns"], libc)
         _enter_namespaces(config["hostname"], libc)
         _prepare_mounts(config.get("mounts") or [], config["staging"], config["cwd"], libc)
         # PID 1 of the new PID namespace already, so this /proc shows that namespace.
@@ -59,6 +65,17 @@ def run(config: dict, fds: tuple, *, tty: bool, namespaces: bool, libc) -> None:
     os.chdir(config["cwd"])
     argv = config["argv"]
     os.execve(argv[0], argv, config["env"])
+
+
+def _join_network(path: str, libc) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as error:
+        raise OSError(error.errno, f"the pod's network namespace {path}: {error.strerror}") from None
+    try:
+        libc.check("setns (network)", "setns", fd, CLONE_NEWNET)
+    finally:
+        os.close(fd)
 
 
 def _enter_namespaces(hostname: str, libc) -> None:
@@ -100,7 +117,7 @@ def _prepare_mounts(mounts: list[dict], staging: str, cwd: str, libc) -> None:
                 raise OSError(error.errno, f"volume source {mount['host_path']}: {error.strerror}") from None
         for mount, fd in sorted(zip(mounts, opened, strict=True), key=lambda pair: _depth(pair[0]["container_path"])):
             target = os.path.normpath(mount["container_path"])
-            if not os.path.lexists(target):
+            if not os.path.exists(target):  # missing, or a symlink to nothing: mount(2) would follow it
                 _create_in_namespace(target, directory=stat.S_ISDIR(os.fstat(fd).st_mode), staging=staging,
                                      libc=libc)
             try:
@@ -127,6 +144,13 @@ def _create_in_namespace(target: str, *, directory: bool, staging: str, libc) ->
     The nearest existing ancestor is covered with a private tmpfs (`_cover`)
     that shows the same entries, so the new ones are made on that tmpfs.
     """
+    if os.path.islink(target):
+        # A dangling symlink (`/etc/resolv.conf` to the file of a resolver that is not running): replaced,
+        # on the tmpfs over its directory, by the file or directory the mount needs.
+        _cover(os.path.dirname(target), staging, libc)
+        os.unlink(target)
+        _make(target, directory=directory)
+        return
     missing = []
     ancestor = target
     while not os.path.lexists(ancestor):
@@ -139,6 +163,10 @@ def _create_in_namespace(target: str, *, directory: bool, staging: str, libc) ->
     for name in reversed(missing[1:]):
         path = os.path.join(path, name)
         os.mkdir(path, 0o755)
+    _make(target, directory=directory)
+
+
+def _make(target: str, *, directory: bool) -> None:
     if directory:
         os.mkdir(target, 0o755)
     else:

@@ -70,11 +70,14 @@ agent restarts), closed after the first attach for `stdinOnce`. A
 container with `tty: true` runs on a pseudo-terminal the shim owns: its
 output is one stream and attach can resize it.
 
-Port-forward: pods share the host's network for now (their IP is the
-node's), so a pod's port is a port on the host's loopback, and `connect`
-dials `127.0.0.1` (then `::1`), which reaches a server bound to loopback
-or to every address. When pods get network namespaces of their own, this
-becomes a dial inside the pod's namespace, as kubelet does.
+Network: a container whose spec names a network namespace (`netns`, made
+by the agent's pod network) joins it before its mount namespace is made;
+exec enters it too (`nsenter -n`). Port-forward dials `127.0.0.1` (then
+`::1`) inside the pod's network namespace, as kubelet does: the socket is
+made by a thread that enters the namespace with `setns` and returns to the
+agent's at once (a socket stays in the namespace it was made in). A pod
+without one shares the host's network, so its port is on the host's
+loopback.
 
 Host commands used: `nsenter` and `setsid` (util-linux) and `env`
 (coreutils 8.28+, for `--chdir`) for exec; the shim itself needs only
@@ -92,6 +95,7 @@ import os
 import re
 import shutil
 import signal as signals
+import socket
 import sys
 import time
 import uuid
@@ -295,7 +299,7 @@ class ProcessRuntime:
         # in the container's mount namespace, when it has one (a mountPath may hold it).
         if not (self.use_namespaces and spec.working_dir):
             await asyncio.to_thread(cwd.mkdir, parents=True, exist_ok=True)
-        staging = container_dir / ".staging"
+        staging = _staging_dir(container_dir, spec)
         if self.use_namespaces:
             await asyncio.to_thread(staging.mkdir, parents=True, exist_ok=True)
         await asyncio.to_thread(self._state_dir.mkdir, parents=True, exist_ok=True)
@@ -306,7 +310,8 @@ class ProcessRuntime:
         config = {"argv": argv, "env": env, "cwd": str(cwd), "log_path": str(log_path),
                   "hostname": _hostname(spec.pod_name) if self.use_namespaces else None,
                   "mounts": [asdict(mount) for mount in spec.mounts], "staging": str(staging),
-                  "stdin": spec.stdin, "stdin_once": spec.stdin_once, "tty": spec.tty}
+                  "stdin": spec.stdin, "stdin_once": spec.stdin_once, "tty": spec.tty,
+                  "netns": spec.netns if self.use_namespaces else ""}
         with (self._state_dir / f"{ident}.shim.log").open("ab") as shim_log:
             process = await asyncio.create_subprocess_exec(
                 *shim.command(sys.executable, str(self._state_dir / ident)), stdin=asyncio.subprocess.PIPE,
@@ -472,6 +477,9 @@ class ProcessRuntime:
     def _remove_pod_files(self, pod_uid: str, idents: list[str]) -> None:
         for ident in idents:
             self._forget_files(ident)
+        spare = SPARE_STAGING / pod_uid
+        if spare.exists() and not _mount_points_under(spare):
+            shutil.rmtree(spare, ignore_errors=True)
         pod_dir = self.root_dir / "pods" / pod_uid
         if not pod_dir.exists():
             return
@@ -562,12 +570,14 @@ class ProcessRuntime:
     # -- PortForwardRuntime ------------------------------------------------------------------------
 
     async def connect(self, pod_uid: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        # The pod's network is the host's (see the module docstring): its localhost is ours.
+        # In the pod's network namespace when it has one, else the host's (see the module docstring).
+        netns = next((c.record.spec.netns for c in self._containers.values()
+                      if c.record.spec.pod_uid == pod_uid and c.record.spec.netns), "")
         try:
-            return await asyncio.open_connection("127.0.0.1", port)
+            return await _open_connection(netns, "127.0.0.1", port)
         except OSError as first:
             try:
-                return await asyncio.open_connection("::1", port)
+                return await _open_connection(netns, "::1", port)
             except OSError:
                 raise first from None
 
@@ -580,10 +590,67 @@ class ProcessRuntime:
             # -p forks, so the command really lives in the container's PID namespace and dies with it; -r takes
             # the container's root (a tmpfs of its own when a mountPath was made at the top level). nsenter's own
             # --wd=DIR would open DIR on the host, before entering: `env --chdir` opens it inside.
-            return [_host_tool("nsenter"), "-t", str(record.pid), "-m", "-u", "-i", "-p", "-r", "--",
+            net = ["-n"] if record.spec.netns else []
+            return [_host_tool("nsenter"), "-t", str(record.pid), "-m", "-u", "-i", *net, "-p", "-r", "--",
                     _host_tool("env"), f"--chdir={record.cwd}", "--", *argv]
         # `env` gives a missing command the same exit code (127) that nsenter does.
         return [_host_tool("env"), "--", *argv]
+
+
+CLONE_NEWNET = 0x40000000
+# Where a container's staging directory goes when a mountPath would hide its usual place (an emptyDir at
+# /tmp while the agent's root is under /tmp): one per pod, removed with the pod.
+SPARE_STAGING = Path("/run/timoner/staging")
+
+
+def _staging_dir(container_dir: Path, spec: ContainerSpec) -> Path:
+    """The empty directory the container's own process builds tmpfs covers on (`_process_init._cover`).
+
+    It must stay reachable after the volumes are bound, so it may not lie under any mountPath.
+    """
+
+    def hidden(path: Path) -> bool:
+        return any(path == Path(m.container_path) or Path(m.container_path) in path.parents for m in spec.mounts)
+
+    for candidate in (container_dir / ".staging", SPARE_STAGING / spec.pod_uid / spec.name):
+        if not hidden(candidate):
+            return candidate
+    raise ContainerStartError("every staging place for this container is under one of its mountPaths")
+
+
+def _socket_in(netns: str, family: int) -> socket.socket:
+    """A TCP socket made inside the network namespace `netns` by this thread, which then goes back to its own."""
+    libc = shim.Libc()
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        target = os.open(netns, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            libc.check(f"setns {netns}", "setns", target, CLONE_NEWNET)
+        finally:
+            os.close(target)
+        try:
+            return socket.socket(family, socket.SOCK_STREAM)
+        finally:
+            if libc.call("setns", own, CLONE_NEWNET) != 0:
+                # A pool thread left in a pod's namespace would make later sockets there: never go on.
+                os.abort()
+    finally:
+        os.close(own)
+
+
+async def _open_connection(netns: str, host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """`asyncio.open_connection(host, port)`, from inside the network namespace `netns` when one is named."""
+    if not netns:
+        return await asyncio.open_connection(host, port)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = await asyncio.to_thread(_socket_in, netns, family)
+    try:
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, (host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return await asyncio.open_connection(sock=sock)
 
 
 def _mount_points_under(directory: Path) -> list[str]:

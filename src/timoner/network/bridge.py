@@ -128,32 +128,42 @@ table ip {self.nft_table} {{
             ip = self._ip_of(pod_uid) or self._allocate(pod_uid)
             name = f"{self.netns_prefix}{pod_uid}"
             netns = self.netns_path(pod_uid)
+            address = f"{ip}/{self.network.prefixlen}"
             try:
-                if not _exists(netns):
-                    await self._run(*self._ip, "netns", "add", name)
-                address = f"{ip}/{self.network.prefixlen}"
-                current = await self._output(*self._ip, "-n", name, "-4", "-o", "addr", "show", "dev", "eth0",
-                                             check=False)
-                if address not in current.split():
-                    if await self._run(*self._ip, "link", "show", self.bridge, check=False) != 0:
-                        log.warning("the bridge %s is gone: making it again", self.bridge)
-                        await self.init(str(self.network))
-                    await self._wire(pod_uid, name, address)
+                if _exists(netns):  # an agent restarted beside the pod, or one that died half-way
+                    current = await self._output(*self._ip, "-n", name, "-4", "-o", "addr", "show", "dev",
+                                                 "eth0", check=False)
+                    if address in current.split():
+                        return PodInterface(ip, netns)
+                    await self._run(*self._ip, "link", "del", host_veth(pod_uid), check=False)
+                    await self._wire(pod_uid, name, address, fresh=False)
+                else:
+                    await self._wire(pod_uid, name, address, fresh=True)
             except NetworkError:
                 await self._forget(pod_uid, name)
                 raise
             return PodInterface(ip, netns)
 
-    async def _wire(self, pod_uid: str, name: str, address: str) -> None:
+    async def _wire(self, pod_uid: str, name: str, address: str, *, fresh: bool) -> None:
+        """Two `ip -batch` runs: the host's side (with the namespace itself when `fresh`), then the pod's."""
         veth = host_veth(pod_uid)
-        await self._run(*self._ip, "link", "del", veth, check=False)  # a half-made pair from an earlier try
-        await self._batch(self._ip, [
+        host_side = [
             f"link add {veth} type veth peer name eth0 netns {name}",
             f"link set {veth} master {self.bridge}",
             # Hairpin, as CNI's hairpinMode: a pod reaching itself through a Service IP gets its packet back.
             f"link set {veth} type bridge_slave hairpin on",
             f"link set {veth} up",
-        ])
+        ]
+        try:
+            await self._batch(self._ip, [*([f"netns add {name}"] if fresh else []), *host_side])
+        except NetworkError:
+            if await self._run(*self._ip, "link", "show", self.bridge, check=False) == 0:
+                raise
+            log.warning("the bridge %s is gone: making it again", self.bridge)
+            await self.init(str(self.network))
+            await self._run(*self._ip, "link", "del", veth, check=False)
+            await self._batch(self._ip, [*([] if _exists(self.netns_path(pod_uid)) else [f"netns add {name}"]),
+                                         *host_side])
         await self._batch((*self._ip, "-n", name), [
             "link set lo up",
             f"addr add {address} dev eth0",

@@ -61,7 +61,7 @@ def ask(host: str, port: int, netns: str | None = None) -> str:
 def names():
     """A bridge, table and /24 of the test's own; whatever is left of them is removed afterwards."""
     tag = secrets.token_hex(3)
-    octet = 64 + secrets.randbelow(200)
+    octet = 64 + secrets.randbelow(192)  # 64-255
     cidr = f"100.126.{octet}.0/24"
     yield {"bridge": f"tbr{tag}", "table": f"tbr-{tag}", "cidr": cidr, "prefix": f"tbr{tag}-"}
     subprocess.run(["ip", "link", "del", f"tbr{tag}"], capture_output=True)
@@ -176,3 +176,23 @@ async def test_bad_cidr_and_a_full_range_are_clear_errors(tmp_path, names):
 def test_host_veth_names_fit_the_kernel_limit():
     names = {host_veth(str(uuid.uuid4())) for _ in range(100)}
     assert len(names) == 100 and all(len(n) == 15 and n.startswith("veth") for n in names)  # IFNAMSIZ - 1
+
+
+async def test_a_bridge_deleted_behind_the_agents_back_is_made_again(tmp_path, names):
+    net = network(tmp_path, names)
+    await net.init(names["cidr"])
+    run("ip", "link", "del", names["bridge"])
+    pod = await net.setup(str(uuid.uuid4()))
+    assert f"{net.gateway}/24" in run("ip", "-4", "-o", "addr", "show", "dev", names["bridge"])
+    assert f"master {names['bridge']}" in run("ip", "-o", "link", "show", "master", names["bridge"])
+    assert ask_ok(pod)
+
+
+def ask_ok(pod) -> bool:
+    """The pod answers on its address from the node (a server in its namespace)."""
+    server = serve(pod.netns, 8081, "p")
+    try:
+        return ask(pod.ip, 8081).startswith("p ")
+    finally:
+        server.kill()
+        server.wait()

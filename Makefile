@@ -16,12 +16,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP) system
 
-# The pod network needs iproute2 (`ip`) and nftables (`nft`); as root they are installed when missing.
-# Without root pods share the host's network (docs/NETWORKING.md), so nothing is needed.
+# The pod network needs iproute2 (`ip`) and nftables (`nft`); the service proxy benchmark (and its test)
+# wrk. As root they are installed when missing. Without root pods share the host's network
+# (docs/NETWORKING.md), so nothing is needed.
 system:
 	@if [ "$$(id -u)" = 0 ]; then \
-		command -v ip >/dev/null && command -v nft >/dev/null || \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 nftables >/dev/null); \
+		command -v ip >/dev/null && command -v nft >/dev/null && command -v wrk >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 nftables wrk >/dev/null); \
 	fi
 
 run: install

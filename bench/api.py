@@ -443,6 +443,19 @@ def print_table(rows: list[tuple[str, str, str, str]]) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
 
 
+def finish(results: dict, errors: list[str], json_path: Path | None) -> int:
+    """The end of every benchmark: its errors, then its JSON (to `json_path`, or stdout); the exit code."""
+    for err in errors:
+        print(f"ERROR: {err}")
+    text = json.dumps(results, indent=2)
+    if json_path:
+        json_path.write_text(text + "\n")
+        print(f"JSON written to {json_path}")
+    else:
+        print(text)
+    return 1 if errors else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     p.add_argument("--duration", type=float, default=10.0, help="seconds per wrk phase (default 10)")
@@ -493,17 +506,7 @@ def main(argv: list[str] | None = None) -> int:
     if "etcd_version" in results:
         print(f"etcd {results['etcd_version']}, values of {results['etcd_value_bytes']} bytes "
               "(the size of one ConfigMap create body)")
-    for err in errors:
-        print(f"ERROR: {err}")
-    text = json.dumps(results, indent=2)
-    if args.json:
-        args.json.write_text(text + "\n")
-        print(f"JSON written to {args.json}")
-    else:
-        print(text)
-    if errors and status == 0:
-        status = 1
-    return status
+    return finish(results, errors, args.json) or status
 
 
 if __name__ == "__main__":

@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import re
 import sys
@@ -63,7 +62,7 @@ import orjson  # noqa: E402
 from _procs import StartError, TimonerServer, free_port, rss_kib  # noqa: E402
 from _rawhttp import Connection, Endpoint, HTTPError  # noqa: E402
 from _watch import percentiles  # noqa: E402
-from api import Broken, log, machine, print_table  # noqa: E402
+from api import Broken, finish, log, machine, print_table  # noqa: E402
 from pod_startup import NODE, Component, Watch, _node_ready, _request  # noqa: E402
 
 NAMESPACE = "bench-deploy"
@@ -401,15 +400,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Timoner controllers benchmark — {m['date']}, {m['nproc']} cores, {args.d} Deployments x {args.r} "
           f"replicas (hollow runtime), load {results['load_avg_at_start'][0]:.2f}")
     print_table(table(results))
-    for err in errors:
-        print(f"ERROR: {err}")
-    text = json.dumps(results, indent=2)
-    if args.json:
-        args.json.write_text(text + "\n")
-        print(f"JSON written to {args.json}")
-    else:
-        print(text)
-    return 1 if errors else 0
+    return finish(results, errors, args.json)
 
 
 if __name__ == "__main__":

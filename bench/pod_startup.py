@@ -63,7 +63,7 @@ import orjson  # noqa: E402
 from _procs import StartError, TimonerServer, rss_kib  # noqa: E402
 from _rawhttp import Connection, Endpoint, parse_head  # noqa: E402
 from _watch import percentiles  # noqa: E402
-from api import Broken, log, machine, print_table  # noqa: E402
+from api import Broken, finish, log, machine, print_table  # noqa: E402
 
 from timoner.testing import NetworkSlot  # noqa: E402
 
@@ -497,7 +497,8 @@ def main(argv: list[str] | None = None) -> int:
     errors: list[str] = []
     slot = NetworkSlot.claim() if args.pod_network == "bridge" else None
     args.pod_cidr = slot.cluster_cidr.replace("/16", "/24") if slot else None
-    network = ["--pod-network", "bridge", "--bridge-name", slot.bridge] if slot else ["--pod-network", "host"]
+    network = ["--pod-network", "bridge", "--bridge-name", slot.bridge,
+               "--ingress-ports", ",".join(map(str, slot.ingress_ports))] if slot else ["--pod-network", "host"]
     with tempfile.TemporaryDirectory(prefix="timoner-bench-pods-") as tmp:
         workdir = Path(tmp)
         server = TimonerServer(workdir, storage=args.storage)
@@ -541,15 +542,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Timoner pod startup benchmark — {m['date']}, {m['nproc']} cores, {args.n} pods at "
           + (f"{args.rate:g}/s" if args.rate else "back to back") + f", load {results['load_avg_at_start'][0]:.2f}")
     print_table(table(results))
-    for err in errors:
-        print(f"ERROR: {err}")
-    text = json.dumps(results, indent=2)
-    if args.json:
-        args.json.write_text(text + "\n")
-        print(f"JSON written to {args.json}")
-    else:
-        print(text)
-    return 1 if errors else 0
+    return finish(results, errors, args.json)
 
 
 if __name__ == "__main__":

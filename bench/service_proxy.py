@@ -39,7 +39,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import _wrk  # noqa: E402
-from api import Broken, log, machine, print_table  # noqa: E402
+from api import Broken, finish, log, machine, print_table  # noqa: E402
 
 from timoner.client import Client, load_kubeconfig, resource_for  # noqa: E402
 from timoner.testing import TimonerUp, wait_until  # noqa: E402
@@ -227,15 +227,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Timoner service proxy benchmark — {m['date']}, {m['nproc']} cores, load "
           f"{results['load_avg_at_start'][0]:.2f}")
     print_table(table(results))
-    for err in errors:
-        print(f"ERROR: {err}")
-    text = json.dumps(results, indent=2)
-    if args.json:
-        args.json.write_text(text + "\n")
-        print(f"JSON written to {args.json}")
-    else:
-        print(text)
-    return 1 if errors else 0
+    return finish(results, errors, args.json)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import json
 import socket
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import dns.message
@@ -232,3 +233,41 @@ def test_a_udp_service_and_deleting_a_service_removes_its_rules(up, ns):
     assert reply.startswith("echo-") and reply.endswith(" ping")
     up.kubectl("delete", "service", "echo", "-n", ns)
     wait_until(lambda: ask() is None, 20, "no answer once the Service is gone")
+
+
+def test_an_ingress_routes_two_hosts_to_two_services(up, ns, web):
+    apply(up, ns, web_deployment("api", replicas=1), service("api"),
+          {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "two"},
+           "spec": {"rules": [
+               {"host": f"web.{ns}.example.test", "http": {"paths": [{
+                   "path": "/", "pathType": "Prefix",
+                   "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}},
+               {"host": f"api.{ns}.example.test", "http": {"paths": [{
+                   "path": "/v1", "pathType": "Exact",
+                   "backend": {"service": {"name": "api", "port": {"name": "http"}}}}]}}]}})
+    up.kubectl("rollout", "status", "deployment/api", "-n", ns, "--timeout=120s", timeout=150)
+    api_pod = ready_pods(up, ns, "app=api")[0]["metadata"]["name"]
+    assert get(up.kubeconfig, ns, "ingressclass", "timoner")["spec"]["controller"] == "timoner.dev/ingress-controller"
+    http_port = up.slot.ingress_ports[0]
+
+    def ask(host, path="/"):
+        request = urllib.request.Request(f"http://127.0.0.1:{http_port}{path}", headers={"Host": host})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, ""
+        except OSError:
+            return None
+
+    def routed():
+        answers = [ask(f"web.{ns}.example.test") for _ in range(12)]
+        return all(a and a[0] == 200 for a in answers) and {a[1] for a in answers}
+
+    assert wait_until(routed, 30, "web through the ingress") <= set(web)
+    assert ask(f"api.{ns}.example.test", "/v1") == (200, api_pod)
+    assert ask(f"api.{ns}.example.test", "/v1/more")[0] == 404  # Exact
+    assert ask("nobody.example.test")[0] == 404  # no rule, no default backend
+    node_ip = get(up.kubeconfig, ns, "pods", "client")["status"]["hostIP"]
+    wait_until(lambda: get(up.kubeconfig, ns, "ingress", "two")["status"].get("loadBalancer", {}).get("ingress")
+               == [{"ip": node_ip}], 30, "the node's address in the Ingress status")

@@ -30,6 +30,19 @@ def node_port_range(text: str) -> tuple[int, int]:
     return ports
 
 
+def ingress_ports(text: str) -> tuple[int, int] | None:
+    if text == "off":
+        return None
+    http, sep, https = text.partition(",")
+    try:
+        ports = (int(http), int(https))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"want HTTP,HTTPS like 80,443 (or off), not {text!r}") from None
+    if not sep or not all(0 <= p <= 65535 for p in ports):
+        raise argparse.ArgumentTypeError(f"want HTTP,HTTPS like 80,443 (or off), not {text!r}")
+    return ports
+
+
 def ipv4_cidr(text: str) -> str:
     try:
         network = ipaddress.ip_network(text)
@@ -47,6 +60,8 @@ def add_network_flags(parser: argparse.ArgumentParser) -> None:
                              "else the host's network; bridge: insist on it; host: never")
     parser.add_argument("--bridge-name", default="timoner0",
                         help="the pods' bridge (default timoner0); its nftables tables are named after it")
+    parser.add_argument("--ingress-ports", type=ingress_ports, default=(80, 443), metavar="HTTP,HTTPS",
+                        help="where the built-in ingress controller listens (default 80,443; 'off' for none)")
 
 
 def _can_bridge(runtime: str) -> str:
@@ -92,7 +107,7 @@ async def release(network: BridgeNetwork) -> None:
 
 
 async def serve_node_network(kubeconfig: Path, network: BridgeNetwork, *, node_name: str | None,
-                             cleanup_on_exit: bool) -> None:
+                             cleanup_on_exit: bool, ingress_ports: tuple[int, int] | None) -> None:
     """Cluster DNS and the service proxy for the node whose pod network is `network`, until cancelled;
     `cleanup_on_exit` removes the Services' rules then (`timoner up`), else they stay (`timoner agent`)."""
     from timoner.client import Client, load_kubeconfig
@@ -103,4 +118,5 @@ async def serve_node_network(kubeconfig: Path, network: BridgeNetwork, *, node_n
     name = node_name or default_node_name()
     async with Client(load_kubeconfig(kubeconfig), user_agent=f"timoner-network/{name}") as client:
         await NodeNetwork(client, node_name=name, node_ips=[primary_ipv4()], bridge=network,
-                          proxy_table=f"{network.bridge}-services", cleanup_on_exit=cleanup_on_exit).run()
+                          proxy_table=f"{network.bridge}-services", cleanup_on_exit=cleanup_on_exit,
+                          ingress_ports=ingress_ports).run()

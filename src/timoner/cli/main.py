@@ -130,7 +130,8 @@ async def _run(args: argparse.Namespace) -> int:
         if network is not None:
             from ._network import serve_node_network
 
-            parts.append(serve_node_network(args.kubeconfig, network, node_name=args.node_name, cleanup_on_exit=False))
+            parts.append(serve_node_network(args.kubeconfig, network, node_name=args.node_name, cleanup_on_exit=False,
+                                            ingress_ports=args.ingress_ports))
         return await _until_signalled(_all(*parts))
     # Imported here, not at the top: `timoner agent`, `scheduler` and `controllers` never load the API
     # server (uvicorn, protobuf, SQLite), which would cost each of them ~9 MB of memory for nothing.
@@ -169,7 +170,9 @@ async def _run(args: argparse.Namespace) -> int:
             from ._network import serve_node_network
 
             parts.append(asyncio.create_task(serve_node_network(server.kubeconfig, network, node_name=None,
-                                                                cleanup_on_exit=True), name="node-network"))
+                                                                cleanup_on_exit=True,
+                                                                ingress_ports=args.ingress_ports),
+                                             name="node-network"))
     what = "API server, controller manager, scheduler and node agent" if parts else "API server"
     print(f"timoner {args.command}: {what} ready at {server.url} (storage: {args.storage})", flush=True)
     print(f"export KUBECONFIG={server.kubeconfig}", flush=True)

@@ -7,7 +7,10 @@ Once the pod network is ready (the bridge has its gateway address):
   (`kube-dns-<node>`, managed by `timoner-agent`) for the selectorless
   `kube-system/kube-dns` Service, whose `internalTrafficPolicy: Local`
   makes each node's pods ask their own node, as NodeLocal DNSCache does;
-- `ServiceProxy` keeps the node's nftables rules for every Service.
+- `ServiceProxy` keeps the node's nftables rules for every Service;
+- `IngressController` (unless its ports are None) serves the Ingresses of
+  class `timoner` on the node's HTTP and HTTPS ports. A port it cannot bind
+  (another server has 80) is logged and the rest goes on without it.
 
 `run` ends only when cancelled; the EndpointSlice stays (a node that comes
 back serves on the same address, and other nodes never use it).
@@ -24,6 +27,7 @@ from timoner.client import Client, resource_for
 
 from .bridge import BridgeNetwork
 from .dns import ClusterDNS
+from .ingress import IngressController
 from .nftables import NftablesDataPlane
 from .proxy import ServiceProxy
 
@@ -58,7 +62,8 @@ class NodeNetwork:
 
     def __init__(self, client: Client, *, node_name: str, node_ips: list[str], bridge: BridgeNetwork,
                  proxy_table: str = "timoner-services", domain: str = "cluster.local",
-                 upstreams: list[str] | None = None, dns_port: int = 53, cleanup_on_exit: bool = True) -> None:
+                 upstreams: list[str] | None = None, dns_port: int = 53, cleanup_on_exit: bool = True,
+                 ingress_ports: tuple[int, int] | None = (80, 443)) -> None:
         self.client = client
         self.node_name = node_name
         self.node_ips = node_ips
@@ -67,6 +72,8 @@ class NodeNetwork:
         self.upstreams = upstreams
         self.dns_port = dns_port
         self.cleanup_on_exit = cleanup_on_exit
+        self.ingress_ports = ingress_ports
+        self.ingress: IngressController | None = None
         self.dataplane = NftablesDataPlane(table=proxy_table)
         self.dns: ClusterDNS | None = None
         self.proxy: ServiceProxy | None = None
@@ -81,12 +88,24 @@ class NodeNetwork:
         async with asyncio.TaskGroup() as group:
             group.create_task(self.dns.run(), name="cluster-dns")
             group.create_task(self.proxy.run(), name="service-proxy")
+            if self.ingress_ports is not None:
+                http, https = self.ingress_ports
+                self.ingress = IngressController(self.client, http_port=http, https_port=https,
+                                                 node_ips=tuple(self.node_ips))
+                group.create_task(self._run_ingress(self.ingress), name="ingress")
             await self.dns.ready.wait()
             await self._publish(self.bridge.gateway)
             await self.proxy.ready.wait()
             self.ready.set()
             log.info("node %s: cluster DNS on %s:%d, service proxy ready", self.node_name, self.bridge.gateway,
                      self.dns.port)
+
+    async def _run_ingress(self, ingress: IngressController) -> None:
+        try:
+            await ingress.run()
+        except OSError as exc:  # its ports are taken: DNS and Services work on without it
+            log.error("node %s: the ingress controller cannot serve on ports %d/%d: %s", self.node_name,
+                      ingress.http_port, ingress.https_port, exc)
 
     async def _publish(self, address: str) -> None:
         """Create or bring up to date this node's kube-dns EndpointSlice."""

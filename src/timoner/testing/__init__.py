@@ -243,7 +243,7 @@ class NetworkSlot:
     """One of 31 non-overlapping network setups for a test cluster, held with a lock file until released.
 
     Slot k (1-31): pods in 100.(64+2k).0.0/16, Services in 100.(65+2k).0.0/16, NodePorts 30000+64k to
-    30063+64k, bridge `tmnr<k>`: all inside 100.64.0.0/10 (never a developer's private ranges) and clear
+    30063+64k, ingress HTTP and HTTPS on 20000+10k and 20001+10k, bridge `tmnr<k>`: all inside 100.64.0.0/10 (never a developer's private ranges) and clear
     of the defaults (100.64.0.0/16 and 100.65.0.0/16), so a cluster on the defaults can run beside.
     """
 
@@ -284,13 +284,19 @@ class NetworkSlot:
         return 30000 + 64 * self.number, 30063 + 64 * self.number
 
     @property
+    def ingress_ports(self) -> tuple[int, int]:
+        return 20000 + 10 * self.number, 20001 + 10 * self.number
+
+    @property
     def bridge(self) -> str:
         return f"tmnr{self.number}"
 
     def up_flags(self) -> tuple[str, ...]:
         low, high = self.node_ports
+        http, https = self.ingress_ports
         return ("--cluster-cidr", self.cluster_cidr, "--service-cidr", self.service_cidr,
-                "--service-node-port-range", f"{low}-{high}", "--bridge-name", self.bridge)
+                "--service-node-port-range", f"{low}-{high}", "--bridge-name", self.bridge,
+                "--ingress-ports", f"{http},{https}")
 
     def release(self) -> None:
         if self._fd is not None:

@@ -47,7 +47,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import functools
 import json
 import os
 import signal
@@ -65,7 +64,7 @@ from _rawhttp import Connection, Endpoint, parse_head  # noqa: E402
 from _watch import percentiles  # noqa: E402
 from api import Broken, finish, log, machine, print_table  # noqa: E402
 
-from timoner.testing import NetworkSlot  # noqa: E402
+from timoner.testing import NetworkSlot, remove_pod_network  # noqa: E402
 
 NAMESPACE = "bench-pods"
 NODE = "bench-node"
@@ -226,17 +225,6 @@ async def _node_ready(conn: Connection, agent: Component, timeout: float = 60.0)
                 return node
         await asyncio.sleep(0.1)
     raise Broken(f"node {NODE} not Ready after {timeout:g}s:\n{agent.tail()}")
-
-
-def _remove_network(bridge: str) -> None:
-    """The bridge, its nftables tables and any pod namespace a standalone agent on `bridge` left."""
-    run = functools.partial(subprocess.run, capture_output=True, check=False)
-    for name in os.listdir("/run/netns") if os.path.isdir("/run/netns") else ():
-        if name.startswith(f"{bridge}-"):
-            run(["ip", "netns", "del", name])
-    run(["ip", "link", "del", bridge])
-    for table in (f"{bridge}-nat", f"{bridge}-services"):
-        run(["nft", "delete", "table", "ip", table])
 
 
 def _container_pids(agent_root: Path) -> list[int]:
@@ -532,7 +520,7 @@ def main(argv: list[str] | None = None) -> int:
             if killed and not errors:
                 errors.append(f"{killed} container or shim processes were left running")
             if slot is not None:  # a standalone agent leaves its bridge and rules for its next start
-                _remove_network(slot.bridge)
+                remove_pod_network(slot.bridge)
                 slot.release()
     results["load_avg_at_end"] = os.getloadavg()
     results["errors"] = errors

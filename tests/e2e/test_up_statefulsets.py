@@ -20,7 +20,7 @@ from kubernetes import config as k8s_config
 from kubernetes import watch as k8s_watch
 from up_helpers import active_pods, get
 
-from timoner.testing import kubectl, processes_under, wait_until
+from timoner.testing import kubectl, processes_under, remove_pod_network, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -188,9 +188,11 @@ def test_daemonset_follows_a_second_node_joining_and_leaving(up, ns, tmp_path):
     """A second `timoner agent` joins `up`: the DaemonSet runs exactly one pod on each of the two nodes;
     once that node is deleted its pod goes and the DaemonSet is back to one."""
     node = f"second-{ns}"
+    bridge = f"{up.slot.bridge}b"  # the second node's pods get a bridge (and pod CIDR) of their own
     agent = subprocess.Popen(
         [sys.executable, "-m", "timoner.cli.main", "agent", "--kubeconfig", str(up.kubeconfig),
-         "--node-name", node, "--runtime", "process", "--root-dir", str(tmp_path / "agent"), "--port", "0"],
+         "--node-name", node, "--runtime", "process", "--root-dir", str(tmp_path / "agent"), "--port", "0",
+         "--bridge-name", bridge, "--ingress-ports", "off"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_until(lambda: up.kubectl("get", "node", node, check=False).returncode == 0, 60, "the second Node")
@@ -211,6 +213,7 @@ def test_daemonset_follows_a_second_node_joining_and_leaving(up, ns, tmp_path):
         for pid in processes_under(tmp_path / "agent"):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        remove_pod_network(bridge)
     up.kubectl("delete", "node", node)
     wait_until(lambda: [p["spec"]["nodeName"] for p in active_pods(up.kubeconfig, ns, "app=two")]
                == [n for n in nodes if n != node], 90, "only the first node's pod left")

@@ -60,6 +60,8 @@ def add_network_flags(parser: argparse.ArgumentParser) -> None:
                              "else the host's network; bridge: insist on it; host: never")
     parser.add_argument("--bridge-name", default="timoner0",
                         help="the pods' bridge (default timoner0); its nftables tables are named after it")
+    parser.add_argument("--proxy-mode", choices=("nftables", "userspace"), default="nftables",
+                        help="how Services are served: nftables rules (default) or userspace forwarders")
     parser.add_argument("--ingress-ports", type=ingress_ports, default=(80, 443), metavar="HTTP,HTTPS",
                         help="where the built-in ingress controller listens (default 80,443; 'off' for none)")
 
@@ -107,7 +109,8 @@ async def release(network: BridgeNetwork) -> None:
 
 
 async def serve_node_network(kubeconfig: Path, network: BridgeNetwork, *, node_name: str | None,
-                             cleanup_on_exit: bool, ingress_ports: tuple[int, int] | None) -> None:
+                             cleanup_on_exit: bool, ingress_ports: tuple[int, int] | None,
+                             proxy_mode: str = "nftables") -> None:
     """Cluster DNS and the service proxy for the node whose pod network is `network`, until cancelled;
     `cleanup_on_exit` removes the Services' rules then (`timoner up`), else they stay (`timoner agent`)."""
     from timoner.client import Client, load_kubeconfig
@@ -119,4 +122,4 @@ async def serve_node_network(kubeconfig: Path, network: BridgeNetwork, *, node_n
     async with Client(load_kubeconfig(kubeconfig), user_agent=f"timoner-network/{name}") as client:
         await NodeNetwork(client, node_name=name, node_ips=[primary_ipv4()], bridge=network,
                           proxy_table=f"{network.bridge}-services", cleanup_on_exit=cleanup_on_exit,
-                          ingress_ports=ingress_ports).run()
+                          ingress_ports=ingress_ports, proxy_mode=proxy_mode).run()

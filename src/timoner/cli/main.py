@@ -131,7 +131,7 @@ async def _run(args: argparse.Namespace) -> int:
             from ._network import serve_node_network
 
             parts.append(serve_node_network(args.kubeconfig, network, node_name=args.node_name, cleanup_on_exit=False,
-                                            ingress_ports=args.ingress_ports))
+                                            ingress_ports=args.ingress_ports, proxy_mode=args.proxy_mode))
         return await _until_signalled(_all(*parts))
     # Imported here, not at the top: `timoner agent`, `scheduler` and `controllers` never load the API
     # server (uvicorn, protobuf, SQLite), which would cost each of them ~9 MB of memory for nothing.
@@ -171,7 +171,8 @@ async def _run(args: argparse.Namespace) -> int:
 
             parts.append(asyncio.create_task(serve_node_network(server.kubeconfig, network, node_name=None,
                                                                 cleanup_on_exit=True,
-                                                                ingress_ports=args.ingress_ports),
+                                                                ingress_ports=args.ingress_ports,
+                                                                proxy_mode=args.proxy_mode),
                                              name="node-network"))
     what = "API server, controller manager, scheduler and node agent" if parts else "API server"
     print(f"timoner {args.command}: {what} ready at {server.url} (storage: {args.storage})", flush=True)

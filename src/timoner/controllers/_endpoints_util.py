@@ -9,7 +9,8 @@
 - Which Services a pod change concerns (`services_for_pod_change`, upstream's
   GetServicesToUpdateOnPodChange): updates that change neither labels,
   hostname, readiness, deletion nor IPs concern none, so status heartbeats
-  cost nothing.
+  cost nothing. `pod_change_requests` turns an informer's pod change into
+  the requests for those Services, for both controllers' pod handlers.
 - `TriggerTimeTracker`: the `endpoints.kubernetes.io/last-change-trigger-time`
   annotation, the earliest pod Ready transition (or Service creation) that
   the sync being written is the first to reflect.
@@ -27,6 +28,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from timoner.client import Lister
+
+from ._framework import Change, Request
 from ._pods import is_ready, parse_time, ready_condition
 
 __all__ = [
@@ -38,6 +42,7 @@ __all__ = [
     "format_trigger_time",
     "is_ipv6",
     "is_service_ip_set",
+    "pod_change_requests",
     "pod_endpoints_changed",
     "pod_ips",
     "selector_matches",
@@ -180,6 +185,20 @@ def services_for_pod_change(services: Iterable[Obj], old: Obj | None, new: Obj |
         return sorted(set(now) | set(before))
     # Only the labels (or hostname) moved: Services that selected the pod before and still do see nothing new.
     return sorted(set(now) ^ set(before))
+
+
+def pod_change_requests(services: Lister, change: Change) -> list[Request]:
+    """The requests for the Services (from `services`, their lister) that an informer's pod change concerns."""
+    pod = change.obj
+    namespace = (pod.get("metadata") or {}).get("namespace") or ""
+    in_namespace = services.list(namespace)
+    if change.type == "add":
+        names = services_for_pod_change(in_namespace, None, pod)
+    elif change.type == "delete":
+        names = services_for_pod_change(in_namespace, pod, None)
+    else:
+        names = services_for_pod_change(in_namespace, change.old, pod)
+    return [Request(namespace, name) for name in names]
 
 
 # -- the last-change-trigger-time annotation --------------------------------------------------------

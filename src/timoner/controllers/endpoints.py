@@ -54,9 +54,9 @@ from ._endpoints_util import (
     format_trigger_time,
     is_ipv6,
     is_service_ip_set,
+    pod_change_requests,
     pod_ips,
     service_selector,
-    services_for_pod_change,
     should_pod_be_in_endpoints,
     should_set_hostname,
 )
@@ -288,16 +288,7 @@ class EndpointsReconciler:
     # -- informer changes to requests --------------------------------------------------------
 
     def on_pod(self, change: Change) -> list[Request]:
-        pod = change.obj
-        namespace = (pod.get("metadata") or {}).get("namespace") or ""
-        services = self.services.lister.list(namespace)
-        if change.type == "add":
-            names = services_for_pod_change(services, None, pod)
-        elif change.type == "delete":
-            names = services_for_pod_change(services, pod, None)
-        else:
-            names = services_for_pod_change(services, change.old, pod)
-        return [Request(namespace, name) for name in names]
+        return pod_change_requests(self.services.lister, change)
 
     def on_endpoints(self, change: Change) -> list[Request]:
         """A deleted Endpoints, and at start every Endpoints (leftovers whose Service is gone are deleted)."""

@@ -38,8 +38,8 @@ from ._endpoints_util import (
     LAST_CHANGE_TRIGGER_TIME,
     TriggerTimeTracker,
     format_trigger_time,
+    pod_change_requests,
     service_selector,
-    services_for_pod_change,
 )
 from ._endpointslice_util import (
     CONTROLLER_NAME,
@@ -185,16 +185,7 @@ class EndpointSliceReconciler:
     # -- informer changes to requests --------------------------------------------------------
 
     def on_pod(self, change: Change) -> list[Request]:
-        pod = change.obj
-        namespace = (pod.get("metadata") or {}).get("namespace") or ""
-        services = self.services.lister.list(namespace)
-        if change.type == "add":
-            names = services_for_pod_change(services, None, pod)
-        elif change.type == "delete":
-            names = services_for_pod_change(services, pod, None)
-        else:
-            names = services_for_pod_change(services, change.old, pod)
-        return [Request(namespace, name) for name in names]
+        return pod_change_requests(self.services.lister, change)
 
     def _managed(self, endpoint_slice: Obj | None) -> bool:
         labels = ((endpoint_slice or {}).get("metadata") or {}).get("labels") or {}

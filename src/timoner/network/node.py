@@ -7,7 +7,9 @@ Once the pod network is ready (the bridge has its gateway address):
   (`kube-dns-<node>`, managed by `timoner-agent`) for the selectorless
   `kube-system/kube-dns` Service, whose `internalTrafficPolicy: Local`
   makes each node's pods ask their own node, as NodeLocal DNSCache does;
-- `ServiceProxy` keeps the node's nftables rules for every Service;
+- `ServiceProxy` keeps the node's nftables rules for every Service (or,
+  with `proxy_mode="userspace"`, the userspace data plane's listeners,
+  its ClusterIPs on the interface `<bridge>-svc`);
 - `IngressController` (unless its ports are None) serves the Ingresses of
   class `timoner` on the node's HTTP and HTTPS ports. A port it cannot bind
   (another server has 80) is logged and the rest goes on without it.
@@ -30,6 +32,7 @@ from .dns import ClusterDNS
 from .ingress import IngressController
 from .nftables import NftablesDataPlane
 from .proxy import ServiceProxy
+from .userspace import UserspaceDataPlane
 
 __all__ = ["DNS_SERVICE", "NodeNetwork", "dns_endpoint_slice"]
 
@@ -63,7 +66,7 @@ class NodeNetwork:
     def __init__(self, client: Client, *, node_name: str, node_ips: list[str], bridge: BridgeNetwork,
                  proxy_table: str = "timoner-services", domain: str = "cluster.local",
                  upstreams: list[str] | None = None, dns_port: int = 53, cleanup_on_exit: bool = True,
-                 ingress_ports: tuple[int, int] | None = (80, 443)) -> None:
+                 ingress_ports: tuple[int, int] | None = (80, 443), proxy_mode: str = "nftables") -> None:
         self.client = client
         self.node_name = node_name
         self.node_ips = node_ips
@@ -74,7 +77,12 @@ class NodeNetwork:
         self.cleanup_on_exit = cleanup_on_exit
         self.ingress_ports = ingress_ports
         self.ingress: IngressController | None = None
-        self.dataplane = NftablesDataPlane(table=proxy_table)
+        if proxy_mode == "userspace":
+            self.dataplane: NftablesDataPlane | UserspaceDataPlane = UserspaceDataPlane(interface=f"{bridge.bridge}-svc")
+        elif proxy_mode == "nftables":
+            self.dataplane = NftablesDataPlane(table=proxy_table)
+        else:
+            raise ValueError(f"unknown proxy mode {proxy_mode!r}: nftables or userspace")
         self.dns: ClusterDNS | None = None
         self.proxy: ServiceProxy | None = None
         self.ready = asyncio.Event()  # DNS serves, its EndpointSlice is written and the proxy applied its rules

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from timoner.apiserver.server import APIServer, ServerConfig
 
-__all__ = ["KUBECTL", "NetworkSlot", "ServerThread", "TimonerUp", "processes_under", "eventually", "http_client", "kubectl", "wait_until"]
+__all__ = ["KUBECTL", "NetworkSlot", "ServerThread", "TimonerUp", "processes_under", "remove_pod_network", "eventually", "http_client", "kubectl", "wait_until"]
 
 KUBECTL = os.environ.get("TIMONER_KUBECTL", "/usr/bin/kubectl")
 
@@ -318,3 +318,15 @@ def processes_under(directory: Path) -> list[int]:
         if cwd.startswith(prefix) or prefix.encode() in cmdline:
             found.append(int(entry))
     return found
+
+
+def remove_pod_network(bridge: str) -> None:
+    """What a standalone `timoner agent` on `bridge` leaves for its next start: pod namespaces, the bridge,
+    its nftables tables (`timoner up` removes its own when it stops)."""
+    for name in os.listdir("/run/netns") if os.path.isdir("/run/netns") else ():
+        if name.startswith(f"{bridge}-"):
+            subprocess.run(["ip", "netns", "del", name], capture_output=True, check=False)
+    subprocess.run(["ip", "link", "del", bridge], capture_output=True, check=False)
+    subprocess.run(["ip", "link", "del", f"{bridge}-svc"], capture_output=True, check=False)
+    for table in (f"{bridge}-nat", f"{bridge}-services"):
+        subprocess.run(["nft", "delete", "table", "ip", table], capture_output=True, check=False)

@@ -18,6 +18,8 @@ SERVICE_NAME = "kubernetes.io/service-name"
 MANAGED_BY = "endpointslice.kubernetes.io/managed-by"
 TRIGGER_TIME = "endpoints.kubernetes.io/last-change-trigger-time"
 
+WEB = {"app": "web"}
+
 
 def service(name, *, selector=None, ports=None, labels=None, **spec):
     body = {"ports": ports if ports is not None else [{"name": "http", "port": 80, "targetPort": 8080}]}
@@ -64,6 +66,16 @@ async def set_ready(client, namespace, name, ready):
     current["status"]["conditions"] = [
         {"type": "Ready", "status": "True" if ready else "False", "lastTransitionTime": _now()}]
     return await client.update(PODS, current, subresource="status")
+
+
+async def web_and_peers(client, namespace):
+    """Pods a and c Ready and b not, on node n1, behind Services `web` and `peers` (publishNotReadyAddresses)."""
+    await node(client, "n1")
+    await pod(client, namespace, "a", "10.1.0.1")
+    await pod(client, namespace, "b", "10.1.0.2", ready=False)
+    await pod(client, namespace, "c", "10.1.0.3")
+    await client.create(SERVICES, service("web", selector=WEB), namespace=namespace)
+    await client.create(SERVICES, service("peers", selector=WEB, publishNotReadyAddresses=True), namespace=namespace)
 
 
 def target_ref(p):

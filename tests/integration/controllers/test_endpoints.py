@@ -7,17 +7,17 @@ from service_helpers import (
     ENDPOINTS,
     SERVICES,
     TRIGGER_TIME,
+    WEB,
     node,
     pod,
     service,
     set_ready,
     spy_on,
     target_ref,
+    web_and_peers,
 )
 
 from timoner.controllers import Request
-
-WEB = {"app": "web"}
 
 
 async def endpoints_of(client, namespace, name):
@@ -78,12 +78,7 @@ async def test_ready_and_not_ready_addresses_and_a_readiness_flip(bare, client, 
 
 async def test_publish_not_ready_addresses_and_terminating_pods(bare, client, namespace, eventually):
     await bare.start_manager()
-    await node(client, "n1")
-    await pod(client, namespace, "a", "10.1.0.1")
-    await pod(client, namespace, "b", "10.1.0.2", ready=False)
-    await pod(client, namespace, "c", "10.1.0.3")
-    await client.create(SERVICES, service("web", selector=WEB), namespace=namespace)
-    await client.create(SERVICES, service("peers", selector=WEB, publishNotReadyAddresses=True), namespace=namespace)
+    await web_and_peers(client, namespace)
     await eventually(lambda: subsets_are(client, namespace, "web",
                                          [(["10.1.0.1", "10.1.0.3"], ["10.1.0.2"], [("http", 8080)])]), 10, "web")
     await eventually(lambda: subsets_are(client, namespace, "peers",

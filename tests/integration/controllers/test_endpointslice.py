@@ -9,17 +9,18 @@ from service_helpers import (
     SERVICES,
     SLICES,
     TRIGGER_TIME,
+    WEB,
     node,
     pod,
     service,
     set_ready,
     spy_on,
     target_ref,
+    web_and_peers,
 )
 
 from timoner.controllers import Request
 
-WEB = {"app": "web"}
 OURS = "endpointslice-controller.k8s.io"
 
 
@@ -89,12 +90,7 @@ async def test_a_slice_with_conditions_topology_and_a_readiness_flip(bare, clien
 
 async def test_terminating_endpoints_and_publish_not_ready_addresses(bare, client, namespace, eventually):
     await bare.start_manager()
-    await node(client, "n1")
-    await pod(client, namespace, "a", "10.1.0.1")
-    await pod(client, namespace, "b", "10.1.0.2", ready=False)
-    await pod(client, namespace, "c", "10.1.0.3")
-    await client.create(SERVICES, service("web", selector=WEB), namespace=namespace)
-    await client.create(SERVICES, service("peers", selector=WEB, publishNotReadyAddresses=True), namespace=namespace)
+    await web_and_peers(client, namespace)
     await eventually(lambda: endpoints_are(client, namespace, "web", {
         "a": (True, True, False), "b": (False, False, False), "c": (True, True, False)}), 10, "web")
 

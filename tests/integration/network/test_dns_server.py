@@ -15,24 +15,17 @@ import dns.reversename
 import pytest
 from dns_fakes import FakeUpstream, closed_port
 
-from timoner.client import Client, load_kubeconfig, resource_for
+from timoner.client import resource_for
 from timoner.network.dns import ClusterDNS
-from timoner.testing import ServerThread
 
 SERVICES = resource_for("v1", "Service")
 SLICES = resource_for("discovery.k8s.io/v1", "EndpointSlice")
 
 
-@pytest.fixture(scope="module")
-def api(tmp_path_factory):
-    with ServerThread(tmp_path_factory.mktemp("dns") / "data", storage="memory") as srv:
-        yield srv
-
-
 @pytest.fixture
-async def client(api):
-    async with Client(load_kubeconfig(api.kubeconfig), user_agent="dns-tests") as c:
-        yield c
+def server(module_server):
+    """The module's one API server: each test names its Services in a namespace of its own."""
+    return module_server
 
 
 @pytest.fixture

@@ -32,9 +32,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from ingress_backends import Backend
 
-from timoner.client import Client, load_kubeconfig, resource_for
+from timoner.client import resource_for
 from timoner.network.ingress import CONTROLLER, IngressController
-from timoner.testing import ServerThread
 
 SERVICES = resource_for("v1", "Service")
 SLICES = resource_for("discovery.k8s.io/v1", "EndpointSlice")
@@ -46,16 +45,10 @@ DEFAULT_CLASS = "ingressclass.kubernetes.io/is-default-class"
 FAKE_CN = "Timoner Ingress Controller Fake Certificate"
 
 
-@pytest.fixture(scope="module")
-def api(tmp_path_factory):
-    with ServerThread(tmp_path_factory.mktemp("ingress") / "data", storage="memory") as srv:
-        yield srv
-
-
 @pytest.fixture
-async def client(api):
-    async with Client(load_kubeconfig(api.kubeconfig), user_agent="ingress-tests") as c:
-        yield c
+def server(module_server):
+    """The module's one API server: each test's controller serves a class of its own (see above)."""
+    return module_server
 
 
 @pytest.fixture
@@ -135,6 +128,13 @@ async def endpoints(client, namespace: str, service_name: str, *addresses: tuple
     }, namespace=namespace)
 
 
+async def service_on(client, namespace: str, name: str, target: Backend, *, port: int = 80,
+                     port_name: str = "http") -> None:
+    """A Service whose one EndpointSlice names the `target` backend (at its 192.0.2.N address)."""
+    await service(client, namespace, name, port=port, port_name=port_name)
+    await endpoints(client, namespace, name, cluster_address(target), port_name=port_name)
+
+
 def backend(service_name: str, port: int | str = 80) -> dict:
     return {"service": {"name": service_name,
                         "port": {"number": port} if isinstance(port, int) else {"name": port}}}
@@ -212,10 +212,8 @@ async def test_routes_two_hosts_to_two_services_with_forwarded_headers_and_statu
         client, namespace, backends, start_ingress, http, eventually):
     a, b = backends
     controller = await start_ingress(node_ips=("127.0.0.1",))
-    await service(client, namespace, "svc-a")
-    await service(client, namespace, "svc-b", port=8000, port_name="web")
-    await endpoints(client, namespace, "svc-a", cluster_address(a))
-    await endpoints(client, namespace, "svc-b", cluster_address(b), port_name="web")
+    await service_on(client, namespace, "svc-a", a)
+    await service_on(client, namespace, "svc-b", b, port=8000, port_name="web")
     host_a, host_b = f"a.{namespace}.example.test", f"b.{namespace}.example.test"
     ing = await ingress(client, namespace, "two-hosts", class_name=controller.class_name, rules=[
         rule(host_a, ("/", "Prefix", backend("svc-a"))),
@@ -266,10 +264,8 @@ async def test_routes_two_hosts_to_two_services_with_forwarded_headers_and_statu
 async def test_exact_prefix_and_longest_match(client, namespace, backends, start_ingress, http, eventually):
     a, b = backends
     controller = await start_ingress()
-    await service(client, namespace, "svc-a")
-    await service(client, namespace, "svc-b")
-    await endpoints(client, namespace, "svc-a", cluster_address(a))
-    await endpoints(client, namespace, "svc-b", cluster_address(b))
+    await service_on(client, namespace, "svc-a", a)
+    await service_on(client, namespace, "svc-b", b)
     host = f"paths.{namespace}.example.test"
     await ingress(client, namespace, "paths", class_name=controller.class_name, rules=[rule(
         host,
@@ -287,8 +283,7 @@ async def test_exact_prefix_and_longest_match(client, namespace, backends, start
 async def test_default_backend_404_and_503(client, namespace, backends, start_ingress, http, eventually):
     a, _ = backends
     controller = await start_ingress()
-    await service(client, namespace, "svc-a")
-    await endpoints(client, namespace, "svc-a", cluster_address(a))
+    await service_on(client, namespace, "svc-a", a)
     await service(client, namespace, "svc-empty")
     await service(client, namespace, "svc-unready")
     await endpoints(client, namespace, "svc-unready", ("192.0.2.3", 9), ready=False)
@@ -318,10 +313,8 @@ async def test_an_update_of_the_ingress_takes_effect_quickly(client, namespace, 
                                                              eventually):
     a, b = backends
     controller = await start_ingress()
-    await service(client, namespace, "svc-a")
-    await service(client, namespace, "svc-b")
-    await endpoints(client, namespace, "svc-a", cluster_address(a))
-    await endpoints(client, namespace, "svc-b", cluster_address(b))
+    await service_on(client, namespace, "svc-a", a)
+    await service_on(client, namespace, "svc-b", b)
     host = f"moving.{namespace}.example.test"
     await ingress(client, namespace, "moving", class_name=controller.class_name,
                   rules=[rule(host, ("/", "Prefix", backend("svc-a")))])
@@ -343,8 +336,7 @@ async def test_an_update_of_the_ingress_takes_effect_quickly(client, namespace, 
 
 async def test_class_selection(client, namespace, backends, start_ingress, http, eventually):
     a, _ = backends
-    await service(client, namespace, "svc-a")
-    await endpoints(client, namespace, "svc-a", cluster_address(a))
+    await service_on(client, namespace, "svc-a", a)
     not_default = f"plain-{uuid.uuid4().hex[:6]}"
     await client.create(INGRESS_CLASSES, {
         "apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
@@ -417,8 +409,7 @@ async def test_tls_by_sni_fake_certificate_and_https_redirect(client, namespace,
                                                              eventually):
     a, _ = backends
     controller = await start_ingress()
-    await service(client, namespace, "svc-a")
-    await endpoints(client, namespace, "svc-a", cluster_address(a))
+    await service_on(client, namespace, "svc-a", a)
     secure, other = f"secure.{namespace}.example.test", f"other.{namespace}.example.test"
     ca, cert, key = make_certificate(secure)
     await client.create(SECRETS, {
@@ -462,8 +453,7 @@ async def test_streams_bodies_both_ways_and_keeps_connections(client, namespace,
                                                               eventually):
     a, _ = backends
     controller = await start_ingress()
-    await service(client, namespace, "svc-a")
-    await endpoints(client, namespace, "svc-a", cluster_address(a))
+    await service_on(client, namespace, "svc-a", a)
     host = f"stream.{namespace}.example.test"
     await ingress(client, namespace, "stream", class_name=controller.class_name,
                   rules=[rule(host, ("/", "Prefix", backend("svc-a")))])
@@ -538,8 +528,7 @@ async def test_streams_bodies_both_ways_and_keeps_connections(client, namespace,
 async def test_websocket_upgrade_is_passed_through(client, namespace, backends, start_ingress, eventually, http):
     _, b = backends
     controller = await start_ingress()
-    await service(client, namespace, "svc-b")
-    await endpoints(client, namespace, "svc-b", cluster_address(b))
+    await service_on(client, namespace, "svc-b", b)
     await ingress(client, namespace, "ws", class_name=controller.class_name,
                   rules=[rule(None, ("/ws", "Prefix", backend("svc-b")))])  # no host: the catch-all server
     await served(http, controller, "127.0.0.1", "/ws/check", "b", eventually)

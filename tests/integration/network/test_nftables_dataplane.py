@@ -9,7 +9,7 @@ import json
 from collections import Counter
 
 import pytest
-from proxy_lab import CLIENT_IP, GATEWAY, NODE_IP, POD_IPS, TCP_PORT, UDP_PORT, Lab
+from proxy_lab import CLIENT_IP, GATEWAY, NODE_IP, POD_IPS, TCP_PORT, UDP_PORT
 
 from timoner.network.nftables import NftablesDataPlane, NftablesError
 from timoner.network.routes import RouteTable, build_routes
@@ -19,15 +19,6 @@ TABLE = "timoner-test"
 WEB_IP = "100.65.0.10"
 OTHER_IP = "100.65.0.11"
 NODE_PORT = 30080
-
-
-@pytest.fixture
-def lab():
-    lab = Lab()
-    try:
-        yield lab.build()
-    finally:
-        lab.close()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-import pytest
 from proxy_lab import CLIENT_IP, NODE_IP, POD_IPS, TCP_PORT, Lab
 
 from timoner.client import resource_for
@@ -19,15 +18,6 @@ SERVICES = resource_for("v1", "Service")
 ENDPOINT_SLICES = resource_for("discovery.k8s.io/v1", "EndpointSlice")
 NODE = "node-1"
 TABLE = "timoner-proxy-test"
-
-
-@pytest.fixture
-def lab():
-    lab = Lab()
-    try:
-        yield lab.build()
-    finally:
-        lab.close()
 
 
 @contextlib.asynccontextmanager

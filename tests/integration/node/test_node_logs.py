@@ -8,14 +8,13 @@ restarts within the test.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import re
 import ssl
 
 import httpx
 import pytest
-from node_helpers import start_pod_agent
+from node_helpers import start_pod_agent, stop_runtime_agent
 
 from timoner.client import resource_for
 from timoner.node.runtimes.process import ProcessRuntime
@@ -30,12 +29,7 @@ async def runtime(tmp_path, config, client):
     rt = ProcessRuntime(tmp_path / "rt")
     _, task = await start_pod_agent(client, config, rt)
     yield rt
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-    for state in await rt.recover():
-        await rt.stop(state.id, timeout=0)
-    await rt.close()
+    await stop_runtime_agent(task, rt)
 
 
 @pytest.fixture

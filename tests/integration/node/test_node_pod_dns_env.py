@@ -10,15 +10,13 @@ mounted over them in the host's mount namespace.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from node_helpers import FAST_PODS, start_pod_agent
+from node_helpers import FAST_PODS, start_pod_agent, stop_pod_agent
 
-from timoner.api.errors import NotFound
 from timoner.client import EVENTS, resource_for
 from timoner.node.agent import Agent
 from timoner.node.runtime import ContainerID, ContainerSpec, Mount
@@ -59,7 +57,7 @@ def host_resolv(tmp_path):
 
 
 @pytest.fixture
-async def dns_agent(client, config, tmp_path, eventually):
+async def dns_agent(client, config, tmp_path):
     """`await dns_agent(**pod_config_changes)`: an Agent on a process runtime with namespaces; every pod is
     deleted and every container stopped when the test ends."""
     assert os.geteuid() == 0, "these tests need root (mount namespaces), which this machine's test runs have"
@@ -74,18 +72,7 @@ async def dns_agent(client, config, tmp_path, eventually):
 
     yield start
     for agent, task, runtime in started:
-        for pod in (await client.list(PODS, field_selector=f"spec.nodeName={config.node_name}"))["items"]:
-            with contextlib.suppress(NotFound):
-                await client.delete(PODS, pod["metadata"]["name"], namespace=pod["metadata"]["namespace"])
-        workers = agent.pod_workers
-        await eventually(lambda w=workers: not w.workers and not w._tasks, timeout=30,
-                         what="every pod deleted and its worker finished")
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        for state in await runtime.recover():
-            await runtime.stop(state.id, timeout=0)
-        await runtime.close()
+        await stop_pod_agent(client, agent, task=task, runtime=runtime)
 
 
 def make_pod(name, node, *, restart="Always", command=LOOP, **spec):

@@ -8,7 +8,6 @@ namespace. Bridge, nftables table and namespaces are removed afterwards.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import secrets
 import subprocess
@@ -17,8 +16,8 @@ from dataclasses import replace
 
 import httpx
 import pytest
+from node_helpers import FAST_PODS, stop_pod_agent
 
-from timoner.api.errors import NotFound
 from timoner.client import EVENTS, resource_for
 from timoner.network.bridge import BridgeNetwork
 from timoner.node.agent import Agent
@@ -28,7 +27,6 @@ from timoner.node.runtimes.process import ProcessRuntime
 
 PODS = resource_for("v1", "Pod")
 NODES = resource_for("v1", "Node")
-FAST = PodWorkerConfig(backoff_base=0.2, backoff_cap=1.0, retry_interval=0.2)
 SERVE = f"exec {sys.executable} -m http.server {{port}} --bind {{bind}}"
 
 
@@ -74,7 +72,7 @@ async def agent_with(client, config, tmp_path, eventually):
     the test gives a pod CIDR; pods deleted, workers finished and containers stopped afterwards."""
     started: list[tuple[Agent, asyncio.Task[None], ProcessRuntime]] = []
 
-    async def start(plugin, *, pod_config: PodWorkerConfig = FAST, cidr: str | None = None) -> Agent:
+    async def start(plugin, *, pod_config: PodWorkerConfig = FAST_PODS, cidr: str | None = None) -> Agent:
         runtime = ProcessRuntime(tmp_path / "process", use_namespaces=True)
         agent = Agent(client, config, runtime=runtime, pod_config=pod_config, pod_network=plugin)
         task = asyncio.create_task(agent.run())
@@ -91,17 +89,7 @@ async def agent_with(client, config, tmp_path, eventually):
 
     yield start
     for agent, task, runtime in started:
-        for pod in (await client.list(PODS, field_selector=f"spec.nodeName={config.node_name}"))["items"]:
-            with contextlib.suppress(NotFound):
-                await client.delete(PODS, pod["metadata"]["name"], namespace=pod["metadata"]["namespace"])
-        workers = agent.pod_workers
-        await eventually(lambda w=workers: not w.workers and not w._tasks, timeout=30, what="pods gone")
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        for state in await runtime.recover():
-            await runtime.stop(state.id, timeout=0)
-        await runtime.close()
+        await stop_pod_agent(client, agent, task=task, runtime=runtime)
 
 
 def pod(name, node, command, *, host_network=False, probe_port=None):
@@ -220,7 +208,7 @@ async def test_host_network_pods_and_the_non_root_fallback_condition(agent_with,
 async def test_without_a_pod_network_pods_say_they_share_the_hosts(agent_with, client, config, namespace,
                                                                     eventually):
     message = "the node agent does not run as root: pods share the node's network"
-    await agent_with(None, pod_config=replace(FAST, host_network_fallback=message))
+    await agent_with(None, pod_config=replace(FAST_PODS, host_network_fallback=message))
     await client.create(PODS, pod("shared", config.node_name, "sleep 30"), namespace=namespace)
     obj = await wait_pod(client, namespace, "shared", eventually, ready, "Ready")
     (condition,) = [c for c in obj["status"]["conditions"] if c["type"] == HOST_NETWORK_CONDITION]

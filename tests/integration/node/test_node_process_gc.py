@@ -9,7 +9,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from node_helpers import processes_under, start_pod_agent
+from node_helpers import delete_node_pods, processes_under, start_pod_agent, stop_runtime_agent
 
 from timoner.api.errors import NotFound
 from timoner.client import resource_for
@@ -45,17 +45,9 @@ async def process_agent(client, config, tmp_path, eventually):
 
     start.stop = stop  # type: ignore[attr-defined]
     yield start
-    for pod in (await client.list(PODS, field_selector=f"spec.nodeName={config.node_name}"))["items"]:
-        with contextlib.suppress(NotFound):
-            await client.delete(PODS, pod["metadata"]["name"], namespace=pod["metadata"]["namespace"],
-                                grace_period_seconds=0)
+    await delete_node_pods(client, config.node_name, grace_period_seconds=0)
     for _, task, runtime in started:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        for state in await runtime.recover():
-            await runtime.stop(state.id, timeout=0)
-        await runtime.close()
+        await stop_runtime_agent(task, runtime)
     await eventually(lambda: not processes_under(tmp_path), what="every process of the test to be gone")
 
 

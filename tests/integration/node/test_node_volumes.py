@@ -17,7 +17,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from node_helpers import start_pod_agent
+from node_helpers import start_pod_agent, stop_pod_agent
 
 from timoner.api.errors import NotFound
 from timoner.client import EVENTS, resource_for
@@ -56,7 +56,7 @@ def untouched_host(tag):
 
 
 @pytest.fixture
-async def process_agent(client, config, tmp_path, eventually):
+async def process_agent(client, config, tmp_path):
     """`await process_agent(use_namespaces=True)`: an Agent on a real process runtime; every pod is deleted,
     every container stopped and every volume mount gone when the test ends."""
     assert os.geteuid() == 0, "these tests need root (mount namespaces), which this machine's test runs have"
@@ -71,19 +71,7 @@ async def process_agent(client, config, tmp_path, eventually):
 
     yield start
     for agent, task, runtime in started:
-        pods = (await client.list(PODS, field_selector=f"spec.nodeName={config.node_name}"))["items"]
-        for pod in pods:
-            with contextlib.suppress(NotFound):
-                await client.delete(PODS, pod["metadata"]["name"], namespace=pod["metadata"]["namespace"])
-        workers = agent.pod_workers
-        await eventually(lambda w=workers: not w.workers and not w._tasks, timeout=30,
-                         what="every pod deleted and its worker finished")
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        for state in await runtime.recover():
-            await runtime.stop(state.id, timeout=0)
-        await runtime.close()
+        await stop_pod_agent(client, agent, task=task, runtime=runtime)
     assert host_mounts_under(tmp_path) == []
 
 

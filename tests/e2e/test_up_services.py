@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
 import sys
 import time
 import urllib.error
@@ -231,8 +232,15 @@ def test_a_udp_service_and_deleting_a_service_removes_its_rules(up, ns):
 
     reply = wait_until(ask, 20, "a UDP echo through the ClusterIP")
     assert reply.startswith("echo-") and reply.endswith(" ping")
+
+    def rules():
+        return subprocess.run(["nft", "list", "table", "ip", f"{up.slot.bridge}-services"], capture_output=True,
+                              text=True, check=True).stdout
+
+    assert cluster_ip in rules()
     up.kubectl("delete", "service", "echo", "-n", ns)
-    wait_until(lambda: ask() is None, 20, "no answer once the Service is gone")
+    wait_until(lambda: cluster_ip not in rules(), 20, "the Service's rules gone")
+    assert ask() is None
 
 
 def test_an_ingress_routes_two_hosts_to_two_services(up, ns, web):

@@ -110,6 +110,7 @@ class ContainerSpec:
     tty: bool = False
     mounts: tuple[Mount, ...] = ()
     netns: str = ""
+    hostname: str = ""  # the pod's `spec.hostname` when set, else its name ("" in old records: the name)
 
 
 class State(enum.Enum):

@@ -171,7 +171,7 @@ async def test_enable_service_links_false_keeps_only_the_master_service_and_env_
 async def test_resolv_conf_and_hosts_are_the_pods_own(client, config, node_name, namespace, untouched_etc,
                                                       host_resolv, dns_agent, eventually):
     agent = await dns_agent(cluster_dns=("10.96.0.10",), resolv_conf=host_resolv)
-    body = make_pod("web-0", node_name, hostname="web-0", subdomain="webs",
+    body = make_pod("web-0", node_name, hostname="front", subdomain="webs",
                     hostAliases=[{"ip": "10.1.2.3", "hostnames": ["foo.remote", "bar.remote"]}])
     await client.create(PODS, body, namespace=namespace)
     pod = await running_pod(client, namespace, "web-0", eventually)
@@ -181,7 +181,8 @@ async def test_resolv_conf_and_hosts_are_the_pods_own(client, config, node_name,
     hosts = await sh(agent, pod, "cat /etc/hosts")
     ip = pod["status"]["podIP"]
     assert hosts.startswith("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n")
-    assert f"\n{ip}\tweb-0.webs.{namespace}.svc.cluster.local\tweb-0\n" in hosts
+    assert f"\n{ip}\tfront.webs.{namespace}.svc.cluster.local\tfront\n" in hosts
+    assert await sh(agent, pod, "hostname") == "front\n"  # spec.hostname names the container's host too
     assert hosts.endswith("\n# Entries added by HostAliases.\n10.1.2.3\tfoo.remote\tbar.remote\n")
     # The files are the pod's, where kubelet keeps them, and the container may write to them.
     pod_dir = config.root_dir / "pods" / pod["metadata"]["uid"]

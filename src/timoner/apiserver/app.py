@@ -21,6 +21,7 @@ import orjson
 from timoner import __version__
 from timoner.api import errors
 from timoner.api.openapi import build_group_version_document, build_root, document_hash
+from timoner.api.openapi_v2 import OPENAPI_V2_CONTENT_TYPE, OPENAPI_V2_PROTOBUF, build_v2_protobuf
 from timoner.api.podlogs import pod_log_options
 from timoner.api.registry import ResourceInfo
 from timoner.api.schema import KUBERNETES_VERSION
@@ -144,6 +145,8 @@ class APIApp:
             return Response(200, b"ok", b"text/plain; charset=utf-8")
         req.user = self._authenticate(req)
         accept = req.headers.get("accept")
+        if path == "/openapi/v2":
+            return self._openapi(req)
         if accept and not any(t in accept for t in ("json", "*/*", "application/*", "yaml")):
             raise errors.NotAcceptable(
                 f'only the following media types are accepted: application/json; got "{accept}"')
@@ -200,9 +203,13 @@ class APIApp:
                 response = Response(200, doc, JSON)
                 response.headers.append((b"vary", b"Accept"))
                 return response
-        if path.startswith("/openapi/v2"):
-            # Only protobuf is asked for here; never answer it with JSON (WIRE.md §1).
-            raise errors.NotAcceptable("only OpenAPI v3 is served; use /openapi/v3")
+        if path == "/openapi/v2":
+            # Clients ask for protobuf only here; never answer that with JSON (WIRE.md §1).
+            if OPENAPI_V2_PROTOBUF not in req.headers.get("accept", ""):
+                raise errors.NotAcceptable(f"OpenAPI v2 is served as {OPENAPI_V2_PROTOBUF} only; or use /openapi/v3")
+            response = Response(200, build_v2_protobuf(), OPENAPI_V2_CONTENT_TYPE.encode())
+            response.headers.append((b"vary", b"Accept"))
+            return response
         raise errors.NotFound("", "", message="the server could not find the requested resource")
 
     async def _resource_request(self, req: Request, group: str, version: str, rest: list[str]) -> Response | None:

@@ -14,7 +14,7 @@ One run, in order:
    ClusterIP, `--rounds` times each; the same client, the same backend, the same run. Reported:
    requests/s and latency p50/p99 of each, and the ClusterIP's cost = 1 - (ClusterIP rate /
    direct rate) over the summed rounds;
-3. endpoint latency: a Deployment `late` whose pod is ready only while `/tmp/ready` exists (exec
+3. endpoint latency: a Deployment `late` whose pod is ready only while `/run/late/ready` exists (exec
    readiness probe, period 1 s), and its Service. A watch on the pod marks the moment it turns
    Ready; meanwhile the benchmark connects to the ClusterIP every 2 ms (refused at once while the
    Service has no endpoint). The figure is from the watch event to the first accepted connection:
@@ -73,8 +73,9 @@ def manifests() -> str:
         spec = {"terminationGracePeriodSeconds": 1, "containers": [container]}
         if probe:
             container["readinessProbe"] = probe
-            container["volumeMounts"] = [{"name": "tmp", "mountPath": "/tmp"}]
-            spec["volumes"] = [{"name": "tmp", "emptyDir": {}}]
+            # Not at /tmp: a checkout under /tmp would have its interpreter hidden by the mount.
+            container["volumeMounts"] = [{"name": "state", "mountPath": "/run/late"}]
+            spec["volumes"] = [{"name": "state", "emptyDir": {}}]
         return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
                 "spec": {"replicas": 1, "selector": {"matchLabels": {"app": name}},
                          "template": {"metadata": {"labels": {"app": name}}, "spec": spec}}}
@@ -83,7 +84,7 @@ def manifests() -> str:
         return {"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
                 "spec": {"selector": {"app": name}, "ports": [{"port": 80, "targetPort": "http"}]}}
 
-    probe = {"exec": {"command": ["test", "-e", "/tmp/ready"]}, "periodSeconds": 1, "failureThreshold": 1}
+    probe = {"exec": {"command": ["test", "-e", "/run/late/ready"]}, "periodSeconds": 1, "failureThreshold": 1}
     objects = [deployment("web", [PY, "-c", SERVER, "8080"]), service("web"),
                deployment("late", [PY, "-c", SERVER, "8080"], probe), service("late"),
                {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "client"},
@@ -140,7 +141,7 @@ async def endpoint_latency(up: TimonerUp, args: argparse.Namespace, results: dic
     delays: list[float] = []
     async with Client(load_kubeconfig(up.kubeconfig), user_agent="bench-service-proxy") as client:
         for flip in range(args.flips):
-            up.kubectl("exec", name, "--", "rm", "-f", "/tmp/ready")
+            up.kubectl("exec", name, "--", "rm", "-f", "/run/late/ready")
             deadline = time.monotonic() + 30
             while await reachable():
                 if time.monotonic() > deadline:
@@ -148,7 +149,7 @@ async def endpoint_latency(up: TimonerUp, args: argparse.Namespace, results: dic
                 await asyncio.sleep(0.05)
             current = await client.get(PODS, name, namespace="default")
             watcher = asyncio.create_task(_ready_at(client, name, current["metadata"]["resourceVersion"]))
-            up.kubectl("exec", name, "--", "touch", "/tmp/ready")
+            up.kubectl("exec", name, "--", "touch", "/run/late/ready")
             deadline = time.monotonic() + 30
             while not await reachable():
                 if time.monotonic() > deadline:

@@ -4,8 +4,7 @@ The binaries are `.tools/bin/helm3` and `.tools/bin/helm4` (`make tools` fetches
 TIMONER_HELM4 point elsewhere). Every test runs under both, in a namespace of its own, with helm's home,
 cache, config and data directories under the test's tmp_path.
 
-Helm 4 applies server-side by default; until server-side apply is served the tests pass
-`--server-side=false` to the commands that write.
+Helm 4 applies server-side by default (server-side apply is served), Helm 3 client-side.
 """
 
 from __future__ import annotations
@@ -117,11 +116,6 @@ class Helm:
         self.env = {**env, "HOME": str(home), "HELM_CACHE_HOME": str(home / "cache"),
                     "HELM_CONFIG_HOME": str(home / "config"), "HELM_DATA_HOME": str(home / "data")}
 
-    @property
-    def writes(self) -> tuple[str, ...]:
-        """Flags for the commands that write objects (Helm 4 would apply server-side)."""
-        return ("--server-side=false",) if self.name == "helm4" else ()
-
     def __call__(self, *args: str, check: bool = True, timeout: float = 180) -> subprocess.CompletedProcess:
         proc = subprocess.run([str(self.binary), "--kubeconfig", str(self.kubeconfig), *args], capture_output=True,
                               text=True, timeout=timeout, env=self.env)
@@ -166,7 +160,7 @@ def assert_available(up, ns):
 
 
 def test_install_upgrade_rollback_uninstall(up, ns, helm, chart):
-    out = helm("install", "demo", str(chart), "-n", ns, "--wait", "--timeout", "120s", *helm.writes).stdout
+    out = helm("install", "demo", str(chart), "-n", ns, "--wait", "--timeout", "120s").stdout
     assert "STATUS: deployed" in out
     assert_available(up, ns)
     assert get(up.kubeconfig, ns, "configmap", "demo-config")["data"] == {"greeting": "hello"}
@@ -182,8 +176,7 @@ def test_install_upgrade_rollback_uninstall(up, ns, helm, chart):
     status = helm.json("status", "demo", "-n", ns)
     assert status["info"]["status"] == "deployed" and status["version"] == 1
 
-    helm("upgrade", "demo", str(chart), "-n", ns, "--set", "greeting=bye", "--wait", "--timeout", "120s",
-         *helm.writes)
+    helm("upgrade", "demo", str(chart), "-n", ns, "--set", "greeting=bye", "--wait", "--timeout", "120s")
     assert_available(up, ns)
     assert len(get(up.kubeconfig, ns, "rs")["items"]) == 2  # the changed template rolled out a new ReplicaSet
     assert get(up.kubeconfig, ns, "configmap", "demo-config")["data"] == {"greeting": "bye"}
@@ -191,7 +184,7 @@ def test_install_upgrade_rollback_uninstall(up, ns, helm, chart):
     history = helm.json("history", "demo", "-n", ns)
     assert [(h["revision"], h["status"]) for h in history] == [(1, "superseded"), (2, "deployed")]
 
-    helm("rollback", "demo", "1", "-n", ns, "--wait", "--timeout", "120s", *helm.writes)
+    helm("rollback", "demo", "1", "-n", ns, "--wait", "--timeout", "120s")
     assert_available(up, ns)
     assert get(up.kubeconfig, ns, "configmap", "demo-config")["data"] == {"greeting": "hello"}
     assert len(get(up.kubeconfig, ns, "rs")["items"]) == 2  # revision 1's ReplicaSet scaled up again
@@ -218,7 +211,7 @@ def test_install_upgrade_rollback_uninstall(up, ns, helm, chart):
 
 
 def test_values_schema_and_template_validate(up, ns, helm, chart):
-    bad = helm("install", "demo", str(chart), "-n", ns, "--set", "replicas=-1", *helm.writes, check=False)
+    bad = helm("install", "demo", str(chart), "-n", ns, "--set", "replicas=-1", check=False)
     assert bad.returncode != 0 and "values don't meet the specifications of the schema" in bad.stderr, bad.stderr
     assert "replicas" in bad.stderr
     assert release_secrets(up, ns) == []

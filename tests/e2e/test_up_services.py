@@ -27,8 +27,9 @@ pytestmark = pytest.mark.slow
 
 PY = sys.executable
 
-# Answers every GET with the pod's name (its hostname); readiness is `test ! -e /tmp/unready` in the pod's
-# own /tmp (an emptyDir), so a test can flip it with kubectl exec.
+# Answers every GET with the pod's name (its hostname); readiness is `test ! -e /run/web/unready` in an
+# emptyDir of the pod's own, so a test can flip it with kubectl exec. (Not at /tmp: a checkout under /tmp
+# would have its interpreter hidden by the mount.)
 WEB = """
 import http.server, socket, sys
 class H(http.server.BaseHTTPRequestHandler):
@@ -64,12 +65,12 @@ def web_deployment(name, replicas=3, port=8080):
             "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": name}},
                      "template": {"metadata": {"labels": {"app": name}}, "spec": {
                          "terminationGracePeriodSeconds": 1,
-                         "volumes": [{"name": "tmp", "emptyDir": {}}],
+                         "volumes": [{"name": "state", "emptyDir": {}}],
                          "containers": [{
                              "name": "web", "image": "python", "command": [PY, "-c", WEB, str(port)],
                              "ports": [{"name": "http", "containerPort": port}],
-                             "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
-                             "readinessProbe": {"exec": {"command": ["sh", "-c", "test ! -e /tmp/unready"]},
+                             "volumeMounts": [{"name": "state", "mountPath": "/run/web"}],
+                             "readinessProbe": {"exec": {"command": ["sh", "-c", "test ! -e /run/web/unready"]},
                                                 "periodSeconds": 1, "failureThreshold": 1}}]}}}}
 
 
@@ -140,14 +141,14 @@ def test_a_client_reaches_a_deployment_through_service_names_and_load_spreads(up
 
 def test_a_pod_that_turns_unready_leaves_the_service_and_comes_back(up, ns, web):
     victim = web[0]
-    exec_in(up, ns, victim, "touch", "/tmp/unready")
+    exec_in(up, ns, victim, "touch", "/run/web/unready")
     started = time.monotonic()
     wait_until(lambda: victim not in [p["metadata"]["name"] for p in ready_pods(up, ns, "app=web")], 30,
                f"{victim} unready")
     wait_until(lambda: victim not in fetch(up, ns, "http://web/", 20), 30, f"{victim} out of the Service")
     print(f"unready -> out of the Service in {time.monotonic() - started:.2f} s (incl. the 1 s probe period)")
     assert victim not in fetch(up, ns, "http://web/", 30)
-    exec_in(up, ns, victim, "rm", "/tmp/unready")
+    exec_in(up, ns, victim, "rm", "/run/web/unready")
     wait_until(lambda: victim in fetch(up, ns, "http://web/", 20), 30, f"{victim} back in the Service")
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 
 from timoner.api import errors
-from timoner.api.patch import apply_json_patch, apply_merge_patch, apply_strategic_merge_patch
+from timoner.api.patch import apply_config, apply_json_patch, apply_merge_patch, apply_strategic_merge_patch
 from timoner.api.registry import ResourceInfo
 from timoner.api.selectors import check_supported, parse_field_selector, parse_label_selector
 from timoner.api.tables import to_table
@@ -29,8 +29,16 @@ from timoner.storage import Compacted, FutureRevision
 from ._http import JSON, Request, Response, decode_body, json_response
 from .admission import admit_create
 from .convert import from_storage, needs_conversion
+from .fieldmanager import (
+    field_manager,
+    force_flag,
+    ignored_paths,
+    live_managed_fields,
+    resets_managed_fields,
+    update_tracker,
+)
 from .objects import decode_object
-from .store import Store
+from .store import Store, now_rfc3339
 from .strategy import strategy_for
 from .watchcache import CachedObject
 
@@ -42,6 +50,7 @@ PATCH_TYPES = (
     "application/strategic-merge-patch+json",
     "application/apply-patch+yaml",
 )
+APPLY_PATCH = "application/apply-patch+yaml"
 _TABLE_CT = b"application/json;as=Table;v=v1;g=meta.k8s.io"
 _CONTINUE_EXPIRED = (
     "The provided continue parameter is too old to display a consistent list result. You can start a new "
@@ -375,9 +384,11 @@ class ResourceHandler:
 
     async def create(self, req: Request, info: ResourceInfo, namespace: str | None) -> Response:
         body = await req.json_body()
+        track = update_tracker(info, manager=field_manager(req, apply=False, options_kind="CreateOptions"),
+                               reset=resets_managed_fields(body))
         obj = decode_object(req, info, body, namespace=namespace, raw=await req.body())
         await admit_create(self.store, info, obj)
-        created = await self.store.create(info, namespace, obj, dry_run=dry_run(req))
+        created = await self.store.create(info, namespace, obj, dry_run=dry_run(req), track=track)
         return self._object_response(req, info, created, 201)
 
     # -- update ---------------------------------------------------------------------------
@@ -385,6 +396,8 @@ class ResourceHandler:
     async def update(self, req: Request, info: ResourceInfo, namespace: str | None, name: str,
                      subresource: str = "") -> Response:
         body = await req.json_body()
+        track = update_tracker(info, manager=field_manager(req, apply=False, options_kind="UpdateOptions"),
+                               subresource=subresource, reset=resets_managed_fields(body))
         obj = decode_object(req, info, body, namespace=namespace, raw=await req.body())
         meta = obj["metadata"]
         if meta.get("name") and meta["name"] != name:
@@ -397,7 +410,7 @@ class ResourceHandler:
             return copy.deepcopy(obj)
 
         updated = await self.store.update(info, namespace, name, replace, subresource=subresource,
-                                          dry_run=dry_run(req))
+                                          dry_run=dry_run(req), track=track)
         return self._object_response(req, info, updated)
 
     # -- patch ---------------------------------------------------------------------------
@@ -405,22 +418,83 @@ class ResourceHandler:
     async def patch(self, req: Request, info: ResourceInfo, namespace: str | None, name: str,
                     subresource: str = "") -> Response:
         content_type, patch = await read_patch(req)
+        if content_type == APPLY_PATCH:
+            return await self._apply(req, info, namespace, name, patch, subresource)
+        force_flag(req, apply=False)
+        manager = field_manager(req, apply=False)
         if content_type == "application/strategic-merge-patch+json" and not info.definition:
             raise errors.UnsupportedMediaType(
                 f"the body of the request was in an unknown format - accepted media types include: "
                 f"{', '.join(t for t in PATCH_TYPES if 'strategic' not in t)}")
         patch_sets_rv = _patch_sets_resource_version(content_type, patch)
 
+        reset = [False]
+
         def apply(current: dict) -> dict:
             result = apply_patch(content_type, current, patch, definition=info.definition)
+            reset[0] = resets_managed_fields(result)
             result = decode_object(req, info, result, namespace=namespace)
             if not patch_sets_rv:
                 result["metadata"].pop("resourceVersion", None)
             return result
 
+        def track(current: dict | None, new: dict) -> None:
+            update_tracker(info, manager=manager, subresource=subresource, reset=reset[0])(current, new)
+
         updated = await self.store.update(info, namespace, name, apply, subresource=subresource,
-                                          dry_run=dry_run(req))
+                                          dry_run=dry_run(req), track=track)
         return self._object_response(req, info, updated)
+
+    async def _apply(self, req: Request, info: ResourceInfo, namespace: str | None, name: str, config: Any,
+                     subresource: str) -> Response:
+        """Server-side apply: merge `config` as its field manager; create the object when it is missing."""
+        manager = field_manager(req, apply=True)
+        force = force_flag(req, apply=True)
+        if not isinstance(config, dict):
+            raise errors.BadRequest("the body of an apply patch must be an object")
+        meta = config.get("metadata")
+        if isinstance(meta, dict) and meta.get("managedFields") is not None:
+            raise errors.BadRequest("metadata.managedFields must be nil")
+        if not config.get("kind"):
+            raise errors.BadRequest("Object 'Kind' is missing in apply patch")
+        config = decode_object(req, info, config, namespace=namespace, default=False)
+        meta = config["metadata"]
+        if meta.get("name") and meta["name"] != name:
+            raise errors.BadRequest(
+                f"the name of the object ({meta['name']}) does not match the name on the URL ({name})")
+        sets_rv = bool(meta.get("resourceVersion"))
+
+        def merged(current: dict | None) -> dict:
+            result = apply_config(current, config, managed_fields=live_managed_fields(current), manager=manager,
+                                  api_version=info.group_version, definition=info.definition or None,
+                                  force=force, now=now_rfc3339(), subresource=subresource,
+                                  ignored=ignored_paths(info, subresource))
+            obj = decode_object(req, info, result.object, namespace=namespace)
+            obj["metadata"]["name"] = name
+            obj["metadata"].pop("managedFields", None)
+            if result.managed_fields:
+                obj["metadata"]["managedFields"] = result.managed_fields
+            if not sets_rv:
+                obj["metadata"].pop("resourceVersion", None)
+            return obj
+
+        for _attempt in range(3):
+            try:
+                updated = await self.store.update(info, namespace, name, merged, subresource=subresource,
+                                                  dry_run=dry_run(req))
+                return self._object_response(req, info, updated)
+            except errors.NotFound:
+                if subresource:
+                    raise
+            # Apply to a missing object creates it, as upstream's patcher does.
+            obj = merged(None)
+            await admit_create(self.store, info, obj)
+            try:
+                created = await self.store.create(info, namespace, obj, dry_run=dry_run(req))
+            except errors.AlreadyExists:
+                continue  # created meanwhile: apply onto it
+            return self._object_response(req, info, created, 201)
+        raise errors.Conflict(info.plural, name, "too many concurrent writes; try again", group=info.group)
 
     # -- delete ---------------------------------------------------------------------------
 
@@ -493,8 +567,9 @@ async def read_patch(req: Request) -> tuple[str, Any]:
         raise errors.UnsupportedMediaType(
             f"the body of the request was in an unknown format - accepted media types include: "
             f"{', '.join(PATCH_TYPES)}")
-    if content_type == "application/apply-patch+yaml":
-        raise errors.UnsupportedMediaType("server-side apply (application/apply-patch+yaml) is not supported yet")
+    if content_type == APPLY_PATCH:
+        # An apply configuration is YAML, of which JSON is a subset.
+        return content_type, decode_body(await req.body(), "application/yaml")
     try:
         return content_type, orjson.loads(await req.body())
     except orjson.JSONDecodeError as exc:
@@ -503,6 +578,11 @@ async def read_patch(req: Request) -> tuple[str, Any]:
 
 def apply_patch(content_type: str, current: dict, patch: Any, *, definition: str) -> dict:
     """`current` with a JSON, merge or strategic merge patch applied; 400 unless the result is an object."""
+    if content_type == APPLY_PATCH:
+        # Only whole objects are applied (`ResourceHandler._apply`), not subresource views such as Scale.
+        raise errors.UnsupportedMediaType(
+            f"the body of the request was in an unknown format - accepted media types include: "
+            f"{', '.join(t for t in PATCH_TYPES if t != APPLY_PATCH)}")
     if content_type == "application/json-patch+json":
         result = apply_json_patch(current, patch)
     elif content_type == "application/merge-patch+json":

@@ -53,6 +53,8 @@ _IMMUTABLE_META = ("uid", "creationTimestamp", "deletionTimestamp", "deletionGra
 
 
 _last_stamp: tuple[int, str] = (0, "")
+# Records managedFields on the final new object of a write (see `fieldmanager.update_tracker`).
+Tracker = Callable[[dict | None, dict], None]
 
 
 def now_rfc3339() -> str:
@@ -190,8 +192,11 @@ class Store:
     # -- create ------------------------------------------------------------------------
 
     async def create(self, info: ResourceInfo, namespace: str | None, obj: dict, *, dry_run: bool = False,
-                     skip_namespace_check: bool = False) -> dict:
-        """Create `obj` (already decoded and defaulted); returns it as stored, with its resourceVersion."""
+                     skip_namespace_check: bool = False, track: Tracker | None = None) -> dict:
+        """Create `obj` (already decoded and defaulted); returns it as stored, with its resourceVersion.
+
+        `track(None, obj)` records the object's managedFields once the strategy has prepared it.
+        """
         meta = obj.setdefault("metadata", {})
         if info.namespaced:
             meta["namespace"] = namespace
@@ -212,6 +217,8 @@ class Store:
         strategy_for(info).prepare_for_create(obj)
         if meta.get("finalizers") == []:
             del meta["finalizers"]
+        if track is not None:
+            track(None, obj)
         allocated = self._allocate_service(info, obj, None) if _core(info, "services") else None
         try:
             causes = self._validate(info, obj, None)
@@ -255,12 +262,14 @@ class Store:
         subresource: str = "",
         dry_run: bool = False,
         expected_rv: str | None = None,
+        track: Tracker | None = None,
     ) -> dict:
         """Replace an object with `mutate(current)`, as one compare-and-swap.
 
         `mutate` gets a private copy of the current object (in the served version) and returns the new
         one. When the new object carries a resourceVersion that is not the current one, the update
         fails with 409; without one it is unconditional and retried on a concurrent write.
+        `track(current, new)` records managedFields once the strategy has prepared `new`.
         """
         key = object_key(info, namespace, name)
         cached = await self.get_cached(info, namespace, name)
@@ -272,7 +281,7 @@ class Store:
             if rv and rv != current["metadata"]["resourceVersion"]:
                 raise errors.Conflict(info.plural, name, group=info.group)
             result = await self._commit_update(info, key, cached, current, new, subresource=subresource,
-                                               dry_run=dry_run)
+                                               dry_run=dry_run, track=track)
             if isinstance(result, dict):
                 return result
             if rv:
@@ -281,7 +290,8 @@ class Store:
         raise errors.Conflict(info.plural, name, "too many concurrent writes; try again", group=info.group)
 
     async def _commit_update(self, info: ResourceInfo, key: str, cached: CachedObject, current: dict,
-                             new: dict, *, subresource: str, dry_run: bool) -> dict | RevisionConflict:
+                             new: dict, *, subresource: str, dry_run: bool,
+                             track: Tracker | None = None) -> dict | RevisionConflict:
         """Validate and write one update; the storage's conflict when the compare-and-swap lost a race."""
         name = current["metadata"]["name"]
         old_meta = current["metadata"]
@@ -315,6 +325,8 @@ class Store:
         meta = new["metadata"]  # the status split may have replaced it
         if meta.get("finalizers") == []:
             del meta["finalizers"]
+        if track is not None:
+            track(current, new)
         allocated = None
         if _core(info, "services") and subresource == "":
             allocated = self._allocate_service(info, new, current)

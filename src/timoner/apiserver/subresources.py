@@ -18,6 +18,7 @@ from timoner.api.selectors import label_selector_from_dict
 
 from ._http import Request, Response, User, json_response
 from .eviction import EvictionHandler
+from .fieldmanager import field_manager, update_tracker
 from .rest import apply_patch, dry_run, read_patch
 from .store import Store, now_rfc3339
 
@@ -95,7 +96,8 @@ class Subresources:
             obj["metadata"].pop("resourceVersion", None)
             return obj
 
-        updated = await self.store.update(info, namespace, name, mutate, dry_run=dry_run(req))
+        track = update_tracker(info, manager=field_manager(req, apply=False), subresource="scale")
+        updated = await self.store.update(info, namespace, name, mutate, dry_run=dry_run(req), track=track)
         return json_response(self._scale_of(updated))
 
     # -- binding ---------------------------------------------------------------------------

@@ -59,7 +59,7 @@ from .provisioner import LocalPathProvisioner
 from .registration import register_node
 from .runtime import Runtime, State
 from .runtimes.hollow import HollowRuntime
-from .runtimes.process import ProcessRuntime
+from .runtimes.process import ProcessRuntime, remove_spare_staging
 from .server import NodeServer
 from .status import NodeStatusReporter
 
@@ -266,7 +266,10 @@ async def _stop_all(root: Path, *, grace: float = 10.0) -> None:
     """Stop every container a process runtime on `root` left running, as a fresh agent would find them."""
     runtime = ProcessRuntime(root)
     try:
-        running = [c for c in await runtime.recover() if c.state is State.RUNNING]
+        known = await runtime.recover()
+        running = [c for c in known if c.state is State.RUNNING]
         await asyncio.gather(*(runtime.stop(c.id, grace) for c in running), return_exceptions=True)
+        for uid in {c.spec.pod_uid for c in known}:
+            await asyncio.to_thread(remove_spare_staging, uid)
     finally:
         await runtime.close()

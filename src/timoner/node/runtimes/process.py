@@ -477,9 +477,7 @@ class ProcessRuntime:
     def _remove_pod_files(self, pod_uid: str, idents: list[str]) -> None:
         for ident in idents:
             self._forget_files(ident)
-        spare = SPARE_STAGING / pod_uid
-        if spare.exists() and not _mount_points_under(spare):
-            shutil.rmtree(spare, ignore_errors=True)
+        remove_spare_staging(pod_uid)
         pod_dir = self.root_dir / "pods" / pod_uid
         if not pod_dir.exists():
             return
@@ -601,6 +599,13 @@ CLONE_NEWNET = 0x40000000
 # Where a container's staging directory goes when a mountPath would hide its usual place (an emptyDir at
 # /tmp while the agent's root is under /tmp): one per pod, removed with the pod.
 SPARE_STAGING = Path("/run/timoner/staging")
+
+
+def remove_spare_staging(pod_uid: str) -> None:
+    """The pod's staging directories under `SPARE_STAGING`, once no container of it will start again."""
+    spare = SPARE_STAGING / pod_uid
+    if spare.exists() and not _mount_points_under(spare):
+        shutil.rmtree(spare, ignore_errors=True)
 
 
 def _staging_dir(container_dir: Path, spec: ContainerSpec) -> Path:

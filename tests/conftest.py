@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 
-from timoner.testing import ServerThread
+from timoner.testing import ServerThread, kubectl
 
 
 @pytest.fixture
@@ -18,3 +20,11 @@ def shared_server(tmp_path_factory):
     """One server for a module's read-mostly tests (each test uses its own namespace)."""
     with ServerThread(tmp_path_factory.mktemp("shared") / "data", storage="sqlite") as srv:
         yield srv
+
+
+@pytest.fixture
+def shared_ns(shared_server):
+    """A namespace of the test's own on `shared_server`, made with kubectl."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    kubectl(shared_server.kubeconfig, "create", "namespace", name)
+    return name

@@ -41,10 +41,8 @@ def b64(text: str) -> str:
 
 
 @pytest.fixture
-def ns(shared_server):
-    name = f"ek-{uuid.uuid4().hex[:8]}"
-    k(shared_server, "create", "namespace", name)
-    return name
+def ns(shared_ns):
+    return shared_ns
 
 
 @pytest.fixture

@@ -56,10 +56,8 @@ spec:
 
 
 @pytest.fixture
-def ns(shared_server):
-    name = f"t-{uuid.uuid4().hex[:8]}"
-    kubectl(shared_server.kubeconfig, "create", "namespace", name)
-    return name
+def ns(shared_ns):
+    return shared_ns
 
 
 def k(server, *args, **kw):

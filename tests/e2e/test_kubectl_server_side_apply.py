@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 
 import pytest
 
@@ -36,10 +35,8 @@ def manifest(replicas=2, extra_label=""):
 
 
 @pytest.fixture
-def ns(shared_server):
-    name = f"ssa-{uuid.uuid4().hex[:8]}"
-    kubectl(shared_server.kubeconfig, "create", "namespace", name)
-    return name
+def ns(shared_ns):
+    return shared_ns
 
 
 def k(server, *args, **kw):

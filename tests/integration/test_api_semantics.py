@@ -9,26 +9,7 @@ import uuid
 
 import pytest
 
-from timoner.testing import ServerThread, http_client
-
-
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory):
-    with ServerThread(tmp_path_factory.mktemp("sem") / "data", storage="memory") as s:
-        yield s
-
-
-@pytest.fixture
-def c(srv):
-    with http_client(srv) as client:
-        yield client
-
-
-@pytest.fixture
-def ns(c):
-    name = f"s-{uuid.uuid4().hex[:8]}"
-    c.post("/api/v1/namespaces", json={"metadata": {"name": name}}).raise_for_status()
-    return name
+from timoner.testing import http_client
 
 
 def wait_until(check, timeout=10.0):

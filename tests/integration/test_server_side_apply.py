@@ -3,33 +3,10 @@
 from __future__ import annotations
 
 import json
-import uuid
 
-import pytest
 import yaml
 
-from timoner.testing import ServerThread, http_client
-
 APPLY = {"Content-Type": "application/apply-patch+yaml"}
-
-
-@pytest.fixture(scope="module")
-def srv(tmp_path_factory):
-    with ServerThread(tmp_path_factory.mktemp("ssa") / "data", storage="memory") as s:
-        yield s
-
-
-@pytest.fixture
-def c(srv):
-    with http_client(srv) as client:
-        yield client
-
-
-@pytest.fixture
-def ns(c):
-    name = f"ssa-{uuid.uuid4().hex[:8]}"
-    c.post("/api/v1/namespaces", json={"metadata": {"name": name}}).raise_for_status()
-    return name
 
 
 def deployment(name="web", replicas=1, image="nginx", labels=None):

@@ -191,9 +191,11 @@ async def test_post_start_writes_a_file_the_container_then_sees(client, node_nam
                                                                eventually):
     await client.create(PODS, pod(node_name, {
         "name": "c",
-        "command": sh(f"while ! test -f {shared}/hooked; do sleep 0.05; done; cp {shared}/hooked {shared}/seen; "
-                      f"{IDLE}"),
-        "lifecycle": {"postStart": {"exec": {"command": sh(f"echo from-hook > {shared}/hooked")}}},
+        # Both files appear whole (written aside, then renamed): a reader never sees one half-written.
+        "command": sh(f"while ! test -f {shared}/hooked; do sleep 0.05; done; "
+                      f"cp {shared}/hooked {shared}/seen.tmp && mv {shared}/seen.tmp {shared}/seen; {IDLE}"),
+        "lifecycle": {"postStart": {"exec": {"command": sh(
+            f"echo from-hook > {shared}/hooked.tmp && mv {shared}/hooked.tmp {shared}/hooked")}}},
     }), namespace=namespace)
     await eventually(lambda: (shared / "seen").exists(), timeout=20, what="the container to see the hook's file")
     assert (shared / "seen").read_text() == "from-hook\n"

@@ -18,7 +18,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-__all__ = ["TimonerServer", "Etcd", "rss_kib", "free_port", "StartError"]
+__all__ = ["TimonerServer", "Etcd", "alive", "rss_kib", "free_port", "StartError"]
 
 _READY = re.compile(r"API server ready at (https?://\S+)")
 
@@ -31,6 +31,15 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def alive(pid: int) -> bool:
+    """Whether `pid` runs (a zombie does not count)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return False
+    return state[state.rindex(b")") + 2:][:1] != b"Z"
 
 
 def rss_kib(pid: int, field: str = "VmRSS") -> int:

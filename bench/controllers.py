@@ -59,7 +59,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import orjson  # noqa: E402
-from _procs import StartError, TimonerServer, free_port, rss_kib  # noqa: E402
+from _procs import StartError, TimonerServer, alive, free_port, rss_kib  # noqa: E402
 from _rawhttp import Connection, Endpoint, HTTPError  # noqa: E402
 from _watch import percentiles  # noqa: E402
 from api import Broken, finish, log, machine, print_table  # noqa: E402
@@ -324,14 +324,6 @@ def _retry_lines(path: Path) -> list[str]:
     return [ln.split(" ", 2)[-1] for ln in lines if "reconciling" in ln and "retrying" in ln]
 
 
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return False
-    return state[state.rindex(b")") + 2:][:1] != b"Z"
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     p.add_argument("-d", type=int, default=100, help="Deployments (default 100)")
@@ -388,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
                 failed = [ln for ln in retried if not ln.startswith("INFO ")]
                 if failed:
                     errors.append(f"{len(failed)} reconciles failed: {failed[:5]}")
-    left = [pid for pid in pids if _alive(pid)]
+    left = [pid for pid in pids if alive(pid)]
     if left:
         errors.append(f"processes still running after the run: {left}")
     results["processes_left"] = len(left)

@@ -59,7 +59,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import orjson  # noqa: E402
-from _procs import StartError, TimonerServer, rss_kib  # noqa: E402
+from _procs import StartError, TimonerServer, alive, rss_kib  # noqa: E402
 from _rawhttp import Connection, Endpoint, parse_head  # noqa: E402
 from _watch import percentiles  # noqa: E402
 from api import Broken, finish, log, machine, print_table  # noqa: E402
@@ -280,7 +280,7 @@ def _start_time(pid: int) -> int | None:
 def _outliving(pids: list[int], timeout: float) -> list[int]:
     """The processes of `pids` still alive once `timeout` passed (or none, as soon as all are gone)."""
     deadline = time.monotonic() + timeout
-    while (left := [p for p in pids if _alive(p)]) and time.monotonic() < deadline:
+    while (left := [p for p in pids if alive(p)]) and time.monotonic() < deadline:
         time.sleep(0.1)
     return left
 
@@ -293,7 +293,7 @@ def _shim_pids(agent_root: Path) -> list[tuple[int, int | None]]:
             record = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if record.get("shim_pid") and _alive(record["shim_pid"]):
+        if record.get("shim_pid") and alive(record["shim_pid"]):
             pids.append((record["shim_pid"], record.get("pid")))
     return pids
 
@@ -325,14 +325,6 @@ def _pss_kib(pid: int) -> int:
     except OSError:
         pass
     return 0
-
-
-def _alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_bytes()
-    except OSError:
-        return False
-    return state[state.rindex(b")") + 2:][:1] != b"Z"
 
 
 def measure_floor(n: int) -> list[float]:

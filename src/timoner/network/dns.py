@@ -40,17 +40,16 @@ import dns.rcode
 import dns.rdataclass
 import dns.rrset
 
-from timoner.client import Client, Informer, resource_for
+from timoner.client import Client, Informer
 
-from ._dns_resolver import SCHEMA_VERSION, SERVICE_NAME_LABEL, TTL, Answer, Resolver
+from ._dns_resolver import SCHEMA_VERSION, TTL, Answer, Resolver
 from ._dns_upstream import Upstream, Upstreams, parse_upstream, resolv_conf_nameservers
+from ._informers import service_informers
 
 __all__ = ["SCHEMA_VERSION", "TTL", "Answer", "ClusterDNS", "Resolver"]
 
 log = logging.getLogger("timoner.network.dns")
 
-SERVICES = resource_for("v1", "Service")
-ENDPOINT_SLICES = resource_for("discovery.k8s.io/v1", "EndpointSlice")
 
 _PAYLOAD = 1232  # the EDNS payload we advertise and ask for (DNS flag day 2020)
 _TCP_IDLE = 10.0  # seconds a TCP connection may wait for its next query (CoreDNS's read timeout)
@@ -69,7 +68,8 @@ class ClusterDNS:
     """
 
     def __init__(self, client: Client, *, domain: str = "cluster.local", host: str = "127.0.0.1",
-                 port: int = 53, upstreams: list[str] | None = None) -> None:
+                 port: int = 53, upstreams: list[str] | None = None,
+                 shared: tuple[Informer, Informer] | None = None) -> None:
         self.client = client
         self.host = host
         self.resolver = Resolver(domain)
@@ -77,8 +77,10 @@ class ClusterDNS:
         self._port = port
         self._configured_upstreams = None if upstreams is None else [parse_upstream(u) for u in upstreams]
         self._upstreams = Upstreams([])
-        self._services = Informer(client, SERVICES)
-        self._slices = Informer(client, ENDPOINT_SLICES, label_selector=SERVICE_NAME_LABEL)
+        # `shared`: informers on Services and labelled EndpointSlices (`service_informers`) that another
+        # part of the process runs; without them the server runs its own.
+        self._services, self._slices = shared or service_informers(client)
+        self._own_informers = () if shared else (self._services, self._slices)
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -96,8 +98,7 @@ class ClusterDNS:
 
     async def run(self) -> None:
         """Watch, bind, serve; returns only by cancellation."""
-        informers = [asyncio.create_task(i.run(), name=f"dns-{i.resource.plural}")
-                     for i in (self._services, self._slices)]
+        informers = [asyncio.create_task(i.run(), name=f"dns-{i.resource.plural}") for i in self._own_informers]
         try:
             await asyncio.gather(self._services.has_synced.wait(), self._slices.has_synced.wait())
             await self._bind()
@@ -108,7 +109,7 @@ class ClusterDNS:
             log.info("cluster DNS for %s on %s:%d (UDP, TCP), forwarding to %s", self.resolver.domain,
                      self.host, self._port, ", ".join(map(str, self._upstreams.servers)) or "nobody")
             self.ready.set()
-            await asyncio.gather(*informers)
+            await asyncio.gather(*informers, asyncio.Event().wait())
         finally:
             self.ready.clear()
             for task in informers:

@@ -55,6 +55,7 @@ from typing import Any
 from timoner.api.errors import AlreadyExists, NotFound
 from timoner.client import Client, EventRecorder, Informer, object_key, resource_for
 
+from ._informers import SERVICE_NAME_LABEL, service_informers
 from ._ingress_http import Dialer, Forward, HTTPProxy, Listener, Reply, RequestHead, open_connection
 from ._ingress_routes import (
     CONTROLLER,
@@ -74,10 +75,7 @@ log = logging.getLogger("timoner.network.ingress")
 
 INGRESSES = resource_for("networking.k8s.io/v1", "Ingress")
 INGRESS_CLASSES = resource_for("networking.k8s.io/v1", "IngressClass")
-SERVICES = resource_for("v1", "Service")
-ENDPOINT_SLICES = resource_for("discovery.k8s.io/v1", "EndpointSlice")
 SECRETS = resource_for("v1", "Secret")
-SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 COMPONENT = "timoner-ingress-controller"
 HSTS = ("Strict-Transport-Security", "max-age=31536000; includeSubDomains")  # ingress-nginx's hsts defaults
 
@@ -103,7 +101,7 @@ class IngressController:
 
     def __init__(self, client: Client, *, class_name: str = "timoner", host: str = "0.0.0.0",
                  http_port: int = 80, https_port: int = 443, node_ips: Iterable[str] = (),
-                 dial: Dialer = open_connection) -> None:
+                 dial: Dialer = open_connection, shared: tuple[Informer, Informer] | None = None) -> None:
         self.client = client
         self.class_name = class_name
         self.host = host
@@ -116,8 +114,9 @@ class IngressController:
         self.debounce = 0.05
         self._ingresses = Informer(client, INGRESSES)
         self._classes = Informer(client, INGRESS_CLASSES)
-        self._services = Informer(client, SERVICES)
-        self._slices = Informer(client, ENDPOINT_SLICES, label_selector=SERVICE_NAME_LABEL)
+        # `shared`: the Service and EndpointSlice informers another part of the process runs (as for DNS).
+        self._services, self._slices = shared or service_informers(client)
+        self._shared = (self._services, self._slices) if shared else ()
         self._secrets = Informer(client, SECRETS, field_selector="type=kubernetes.io/tls")
         self._by_service: dict[tuple[str, str], dict[str, Obj]] = {}
         self._certificates: dict[str, _LoadedCertificate] = {}
@@ -141,7 +140,8 @@ class IngressController:
     async def run(self) -> None:
         """Ensure the class, watch, bind, serve; returns only by cancellation."""
         informers = [asyncio.create_task(i.run(), name=f"ingress-{i.resource.plural}")
-                     for i in (self._ingresses, self._classes, self._services, self._slices, self._secrets)]
+                     for i in (self._ingresses, self._classes, self._services, self._slices, self._secrets)
+                     if i not in self._shared]
         certificate = asyncio.create_task(fake_certificate(), name="ingress-fake-certificate")
         servers: list[asyncio.Server] = []
         try:

@@ -27,6 +27,7 @@ from typing import Any
 from timoner.api.errors import NotFound
 from timoner.client import Client, resource_for
 
+from ._informers import service_informers
 from .bridge import BridgeNetwork
 from .dns import ClusterDNS
 from .ingress import IngressController
@@ -89,17 +90,20 @@ class NodeNetwork:
 
     async def run(self) -> None:
         await self.bridge.ready.wait()
+        self._shared = service_informers(self.client)
         self.dns = ClusterDNS(self.client, domain=self.domain, host=self.bridge.gateway, port=self.dns_port,
-                              upstreams=self.upstreams)
+                              upstreams=self.upstreams, shared=self._shared)
         self.proxy = ServiceProxy(self.client, node_name=self.node_name, node_ips=self.node_ips,
                                   dataplane=self.dataplane, cleanup_on_exit=self.cleanup_on_exit)
         async with asyncio.TaskGroup() as group:
+            for informer in self._shared:  # one pair of watches for DNS and ingress, not two
+                group.create_task(informer.run(), name=f"node-network-{informer.resource.plural}")
             group.create_task(self.dns.run(), name="cluster-dns")
             group.create_task(self.proxy.run(), name="service-proxy")
             if self.ingress_ports is not None:
                 http, https = self.ingress_ports
                 self.ingress = IngressController(self.client, http_port=http, https_port=https,
-                                                 node_ips=tuple(self.node_ips))
+                                                 node_ips=tuple(self.node_ips), shared=self._shared)
                 group.create_task(self._run_ingress(self.ingress), name="ingress")
             await self.dns.ready.wait()
             await self._publish(self.bridge.gateway)

@@ -8,7 +8,7 @@ import uuid
 from dataclasses import replace
 
 import pytest
-from node_helpers import FAST_PODS, start_pod_agent
+from node_helpers import FAST_PODS, cancel_all, start_pod_agent
 
 from timoner.client import Client, load_kubeconfig
 from timoner.node.agent import Agent
@@ -62,11 +62,7 @@ async def start_agent(client):
         return agent
 
     yield start
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    await cancel_all(tasks)
 
 
 @pytest.fixture
@@ -81,11 +77,7 @@ async def run_agent(client):
         return agent
 
     yield start
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    await cancel_all(tasks)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from timoner.node.pods import PodWorkerConfig
 from timoner.node.runtimes.process import ProcessRuntime
 from timoner.testing import eventually, processes_under
 
-__all__ = ["FAST_PODS", "bounded", "delete_node_pods", "processes_under", "start_pod_agent", "stop_pod_agent",
+__all__ = ["FAST_PODS", "bounded", "cancel_all", "delete_node_pods", "processes_under", "start_pod_agent", "stop_pod_agent",
            "stop_runtime_agent"]
 
 PODS = resource_for("v1", "Pod")
@@ -73,3 +73,12 @@ async def stop_pod_agent(client, agent: Agent, *, task: asyncio.Task[None], runt
 async def bounded(awaitable, seconds: float = 20.0):
     async with asyncio.timeout(seconds):
         return await awaitable
+
+
+async def cancel_all(tasks) -> None:
+    """Cancel the agents' tasks and wait until each has ended."""
+    for task in tasks:
+        task.cancel()
+    for task in tasks:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -22,9 +22,9 @@ from typing import Any
 from timoner.api.persistentvolume import ANN_BETA_STORAGE_CLASS, default_class
 from timoner.api.registry import ResourceInfo
 
-from .store import Store
+from ..store import Store
 
-__all__ = ["DEFAULT_STORAGE_CLASS", "LOCAL_PATH_PROVISIONER", "admit_create"]
+__all__ = ["DEFAULT_STORAGE_CLASS", "LOCAL_PATH_PROVISIONER", "STORAGE_CLASSES_PREFIX", "admit_create"]
 
 STORAGE_CLASSES_PREFIX = "/registry/storage.k8s.io/storageclasses/"
 LOCAL_PATH_PROVISIONER = "rancher.io/local-path"

@@ -78,6 +78,7 @@ bench: install
 	$(BIN)/python bench/pod_startup.py $(POD_BENCH_ARGS)
 	$(BIN)/python bench/controllers.py $(CONTROLLERS_BENCH_ARGS)
 	$(BIN)/python bench/service_proxy.py $(PROXY_BENCH_ARGS)
+	$(BIN)/python bench/extensibility.py $(EXT_BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) $(DATA_DIR) $(TOOLS) .pytest_cache

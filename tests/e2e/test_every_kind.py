@@ -289,9 +289,11 @@ metadata:
     prometheus.io/port: "8080"
 spec:
 {pod_spec(2)}
+  automountServiceAccountToken: false
 """,
         # The DefaultTolerationSeconds admission adds two tolerations, and `tolerations` is an atomic
         # list, so kubectl's three-way patch re-sends ours every time: upstream says `configured` too.
+        # Automount is off, so the ServiceAccount admission adds no kube-api-access volume and mounts.
         "pods", "web", POD_HEADER, row=("0/1", "Pending"), reapply="configured",
         not_stored=("spec.tolerations",),
         stored={"spec": {"tolerations": [
@@ -1326,6 +1328,130 @@ subjects:
         "clusterrolebindings.rbac.authorization.k8s.io", "metrics-reader-__U__",
         ["NAME", "ROLE", "AGE", "USERS", "GROUPS", "SERVICEACCOUNTS"],
         namespaced=False, row=("ClusterRole/view", "system:authenticated", "monitoring/prometheus"),
+    ),
+    Case(
+        "customresourcedefinition",
+        """
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: backups__U__.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: backups__U__, singular: backup__U__, kind: Backup__U__, shortNames: [bk__U__]}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              schedule: {type: string}
+              retain: {type: integer, minimum: 1, default: 7}
+          status:
+            type: object
+            x-kubernetes-preserve-unknown-fields: true
+    subresources: {status: {}}
+    additionalPrinterColumns:
+    - {name: Schedule, type: string, jsonPath: .spec.schedule}
+""",
+        "customresourcedefinitions.apiextensions.k8s.io", "backups__U__.example.com", DEFAULT_HEADER,
+        namespaced=False,
+    ),
+    Case(
+        "mutatingwebhookconfiguration",
+        """
+apiVersion: admissionregistration.k8s.io/v1
+kind: MutatingWebhookConfiguration
+metadata:
+  name: sidecar-injector-__U__
+webhooks:
+- name: inject.sidecar-__U__.example.com
+  admissionReviewVersions: [v1]
+  sideEffects: None
+  failurePolicy: Ignore
+  timeoutSeconds: 5
+  clientConfig:
+    url: https://127.0.0.1:9/mutate
+  rules:
+  - {apiGroups: [example.com], apiVersions: [v1], operations: [CREATE], resources: [gadgets__U__]}
+  objectSelector:
+    matchLabels: {inject-__U__: "true"}
+""",
+        "mutatingwebhookconfigurations.admissionregistration.k8s.io", "sidecar-injector-__U__",
+        ["NAME", "WEBHOOKS", "AGE"], namespaced=False, row=("1",),
+        # `rules` is an atomic list and the server defaults `scope: "*"` into its items, so kubectl's
+        # three-way patch resends the list on every apply, as against upstream.
+        reapply="configured",
+    ),
+    Case(
+        "validatingwebhookconfiguration",
+        """
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata:
+  name: policy-__U__
+webhooks:
+- name: deny.policy-__U__.example.com
+  admissionReviewVersions: [v1]
+  sideEffects: None
+  failurePolicy: Ignore
+  clientConfig:
+    service: {namespace: __NS__, name: policy, path: /validate}
+  rules:
+  - {apiGroups: [example.com], apiVersions: ["*"], operations: [CREATE, UPDATE], resources: [gadgets__U__]}
+- name: audit.policy-__U__.example.com
+  admissionReviewVersions: [v1]
+  sideEffects: NoneOnDryRun
+  failurePolicy: Ignore
+  clientConfig:
+    service: {namespace: __NS__, name: policy, path: /audit}
+  rules:
+  - {apiGroups: [example.com], apiVersions: ["*"], operations: [DELETE], resources: [gadgets__U__]}
+""",
+        "validatingwebhookconfigurations.admissionregistration.k8s.io", "policy-__U__",
+        ["NAME", "WEBHOOKS", "AGE"], namespaced=False, row=("2",),
+        reapply="configured",  # as for the mutating configuration: defaulted `scope` in atomic `rules`
+    ),
+    Case(
+        "validatingadmissionpolicy",
+        """
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicy
+metadata:
+  name: replica-limit-__U__
+spec:
+  failurePolicy: Fail
+  paramKind: {apiVersion: v1, kind: ConfigMap}
+  matchConstraints:
+    resourceRules:
+    - {apiGroups: [apps], apiVersions: [v1], operations: [CREATE, UPDATE], resources: [deployments]}
+  validations:
+  - expression: "object.spec.replicas <= 5"
+    message: at most 5 replicas
+""",
+        "validatingadmissionpolicies.admissionregistration.k8s.io", "replica-limit-__U__",
+        ["NAME", "VALIDATIONS", "PARAMKIND", "AGE"], namespaced=False, row=("1", "v1/ConfigMap"),
+    ),
+    Case(
+        "validatingadmissionpolicybinding",
+        """
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingAdmissionPolicyBinding
+metadata:
+  name: replica-limit-__U__
+spec:
+  policyName: replica-limit-__U__
+  validationActions: [Deny]
+  paramRef: {name: limits, namespace: __NS__, parameterNotFoundAction: Deny}
+""",
+        "validatingadmissionpolicybindings.admissionregistration.k8s.io", "replica-limit-__U__",
+        ["NAME", "POLICYNAME", "PARAMREF", "AGE"], namespaced=False, row=("replica-limit-__U__", "__NS__/limits"),
     ),
 ]
 

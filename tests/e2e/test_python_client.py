@@ -8,6 +8,8 @@ import pytest
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
+from timoner.testing import wait_until
+
 
 @pytest.fixture
 def api(shared_server):
@@ -22,6 +24,9 @@ def namespace(api):
     core = client.CoreV1Api(api)
     name = f"py-{uuid.uuid4().hex[:8]}"
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    # As upstream's e2e framework: ready once the namespace has its kube-root-ca.crt ConfigMap.
+    wait_until(lambda: "kube-root-ca.crt" in [cm.metadata.name for cm in core.list_namespaced_config_map(name).items],
+               timeout=10, what=f"kube-root-ca.crt in {name}", interval=0.05)
     return name
 
 

@@ -132,9 +132,12 @@ def test_kubectl_exec_with_a_tty_gets_the_terminal_size(kubeconfig, shell_pod, e
 
 
 def test_kubectl_run_it_attaches_to_a_tty_container(kubeconfig):
+    # kubectl sends the terminal size and the keys typed on separate streams, so the container may read
+    # the keys before its terminal is resized (as upstream): it waits for the size, then prints it.
     name = f"t-{uuid.uuid4().hex[:6]}"
     code, out = _in_terminal(kubeconfig, f"kubectl run -it --rm --restart=Never --image=busybox --command {name} "
-                                         "-- sh -c 'read x; stty size; echo got:$x; exit 3'", until=b"got:")
+                                         "-- sh -c 'read x; while [ \"$(stty size)\" = \"0 0\" ]; do sleep 0.1; done; "
+                                         "stty size; echo got:$x; exit 3'", until=b"got:")
     assert code == 3, out
     assert b"22 77\r\ngot:hello\r\n" in out
     assert kubectl(kubeconfig, "get", "pod", name, check=False).returncode != 0

@@ -20,6 +20,7 @@ from kubernetes import config as k8s_config
 from kubernetes import watch as k8s_watch
 from up_helpers import active_pods, get
 
+from timoner.node.pods import pods_with_volumes, remove_pod_volumes
 from timoner.testing import kubectl, processes_under, remove_pod_network, wait_until
 
 pytestmark = pytest.mark.slow
@@ -213,6 +214,9 @@ def test_daemonset_follows_a_second_node_joining_and_leaving(up, ns, tmp_path):
         for pid in processes_under(tmp_path / "agent"):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+        # ... nor its pods' volumes (the service-account token volume is a tmpfs), as `timoner up` on exit.
+        for uid in pods_with_volumes(tmp_path / "agent"):
+            remove_pod_volumes(tmp_path / "agent" / "pods" / uid)
         remove_pod_network(bridge)
     up.kubectl("delete", "node", node)
     wait_until(lambda: [p["spec"]["nodeName"] for p in active_pods(up.kubeconfig, ns, "app=two")]

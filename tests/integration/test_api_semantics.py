@@ -104,9 +104,11 @@ def test_dry_run_writes_nothing(c, ns):
 def test_list_paging_and_resource_versions(c, ns):
     for i in range(12):
         c.post(f"/api/v1/namespaces/{ns}/configmaps", json={"metadata": {"name": f"p{i:02d}"}}).raise_for_status()
+    # Every namespace holds the root CA ConfigMap too (kube-root-ca.crt, first by name).
+    expected = ["kube-root-ca.crt"] + [f"p{i:02d}" for i in range(12)]
     first = c.get(f"/api/v1/namespaces/{ns}/configmaps?limit=5").json()
-    assert [i["metadata"]["name"] for i in first["items"]] == [f"p{i:02d}" for i in range(5)]
-    assert first["metadata"]["remainingItemCount"] == 7
+    assert [i["metadata"]["name"] for i in first["items"]] == expected[:5]
+    assert first["metadata"]["remainingItemCount"] == 8
     rv = first["metadata"]["resourceVersion"]
     # Writes between pages do not show up in later pages of the same list.
     c.post(f"/api/v1/namespaces/{ns}/configmaps", json={"metadata": {"name": "p05a"}}).raise_for_status()
@@ -118,12 +120,12 @@ def test_list_paging_and_resource_versions(c, ns):
         assert page["metadata"]["resourceVersion"] == rv
         names += [i["metadata"]["name"] for i in page["items"]]
         token = page["metadata"].get("continue")
-    assert names == [f"p{i:02d}" for i in range(12)]
+    assert names == expected
     now = c.get(f"/api/v1/namespaces/{ns}/configmaps").json()
     assert "p05a" in [i["metadata"]["name"] for i in now["items"]]
     exact = c.get(f"/api/v1/namespaces/{ns}/configmaps",
                   params={"resourceVersion": rv, "resourceVersionMatch": "Exact"}).json()
-    assert len(exact["items"]) == 12 and exact["metadata"]["resourceVersion"] == rv
+    assert len(exact["items"]) == 13 and exact["metadata"]["resourceVersion"] == rv
 
 
 def _watch_lines(c, path, params, count, out, timeout=10):
@@ -186,10 +188,12 @@ async def _shrink(cache):
 def test_watch_bookmarks_only_when_asked(c, ns):
     base = f"/api/v1/namespaces/{ns}/configmaps"
     events: list[dict] = []
+    # The initial events: the namespace's one object (its kube-root-ca.crt), then the bookmark that ends them.
     _watch_lines(c, base, {"sendInitialEvents": "true", "allowWatchBookmarks": "true",
-                           "resourceVersionMatch": "NotOlderThan", "resourceVersion": ""}, 1, events)
-    assert events[0]["type"] == "BOOKMARK"
-    assert events[0]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
+                           "resourceVersionMatch": "NotOlderThan", "resourceVersion": ""}, 2, events)
+    assert [(e["type"], e["object"]["metadata"].get("name")) for e in events[:1]] == [("ADDED", "kube-root-ca.crt")]
+    assert events[1]["type"] == "BOOKMARK"
+    assert events[1]["object"]["metadata"]["annotations"] == {"k8s.io/initial-events-end": "true"}
     plain: list[dict] = []
     c.post(base, json={"metadata": {"name": "bm"}})
     _watch_lines(c, base, {}, 1, plain, timeout=2)
@@ -294,7 +298,7 @@ def test_delete_collection_with_selector(c, ns):
     assert r.status_code == 200
     assert sorted(i["metadata"]["name"] for i in r.json()["items"]) == ["dc1", "dc3"]
     left = sorted(i["metadata"]["name"] for i in c.get(base).json()["items"])
-    assert left == ["dc0", "dc2"]
+    assert left == ["dc0", "dc2", "kube-root-ca.crt"]
 
 
 def test_expired_continue_token_is_410(server):
@@ -414,7 +418,8 @@ def test_watch_timeout_seconds_and_initial_events_at_rv0(c, ns):
             if line:
                 events.append(json.loads(line))
     elapsed = time.monotonic() - started
-    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [("ADDED", "init")]
+    assert [(e["type"], e["object"]["metadata"]["name"]) for e in events] == [
+        ("ADDED", "init"), ("ADDED", "kube-root-ca.crt")]
     assert elapsed < 10  # the server ended the stream itself, after about one second
     assert elapsed >= 0.9
 

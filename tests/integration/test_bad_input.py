@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from timoner.testing import ServerThread, http_client
+from timoner.testing import ServerThread, http_client, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -14,6 +14,10 @@ def http(tmp_path_factory):
             c.post("/api/v1/namespaces", json={"metadata": {"name": "bad"}}).raise_for_status()
             c.post("/api/v1/namespaces/bad/configmaps",
                    json={"metadata": {"name": "keep"}, "data": {"a": "1"}}).raise_for_status()
+            # Let the server finish publishing kube-root-ca.crt to every namespace before anything is compared.
+            wait_until(lambda: all(c.get(f"/api/v1/namespaces/{n}/configmaps/kube-root-ca.crt").status_code == 200
+                                   for n in ("default", "kube-system", "kube-public", "kube-node-lease", "bad")),
+                       timeout=10, what="kube-root-ca.crt in every namespace", interval=0.02)
             yield c, srv
 
 

@@ -28,6 +28,10 @@ from timoner.api._tables_base import (
 
 __all__ = [
     "CLUSTER_ROLE_BINDING",
+    "MUTATING_WEBHOOK_CONFIGURATION",
+    "VALIDATING_ADMISSION_POLICY",
+    "VALIDATING_ADMISSION_POLICY_BINDING",
+    "VALIDATING_WEBHOOK_CONFIGURATION",
     "INGRESS",
     "INGRESS_CLASS",
     "NETWORK_POLICY",
@@ -243,4 +247,62 @@ def _binding_columns(kind: str, word: str) -> tuple[Column, ...]:
 ROLE_BINDING = Printer(columns=_binding_columns("RoleBinding", "roleBinding"), cells=_binding_cells)
 CLUSTER_ROLE_BINDING = Printer(
     columns=_binding_columns("ClusterRoleBinding", "clusterRoleBinding"), cells=_binding_cells
+)
+
+
+# --- admission registration -----------------------------------------------------------------------------
+
+
+def _webhook_configuration() -> Printer:
+    return Printer(
+        columns=(NAME, Column("Webhooks", "integer",
+                              "Webhooks indicates the number of webhooks registered in this configuration"), AGE),
+        cells=lambda obj, now: [name_of(obj), len(seq(obj.get("webhooks"))), age(obj, now)],
+    )
+
+
+MUTATING_WEBHOOK_CONFIGURATION = _webhook_configuration()
+VALIDATING_WEBHOOK_CONFIGURATION = _webhook_configuration()
+
+
+def _param_kind(obj: Mapping[str, Any]) -> str:
+    kind = mapping(mapping(obj.get("spec")).get("paramKind"))
+    if not kind:
+        return "<unset>"
+    return f"{text(kind.get('apiVersion'))}/{text(kind.get('kind'))}"
+
+
+def _param_ref(obj: Mapping[str, Any]) -> str:
+    ref = mapping(mapping(obj.get("spec")).get("paramRef"))
+    if not ref:
+        return "<unset>"
+    name = text(ref.get("name"))
+    if name:
+        namespace = text(ref.get("namespace"))
+        return f"{namespace}/{name}" if namespace else f"*/{name}"
+    if "selector" in ref:
+        return format_label_selector(ref.get("selector"))
+    return "<unset>"
+
+
+VALIDATING_ADMISSION_POLICY = Printer(
+    columns=(NAME,
+             Column("Validations", "integer",
+                    "Validations indicates the number of validation rules defined in this configuration"),
+             Column("ParamKind", description="ParamKind specifies the kind of resources used to parameterize "
+                    "this policy"),
+             AGE),
+    cells=lambda obj, now: [name_of(obj), len(seq(mapping(obj.get("spec")).get("validations"))),
+                            _param_kind(obj), age(obj, now)],
+)
+
+VALIDATING_ADMISSION_POLICY_BINDING = Printer(
+    columns=(NAME,
+             Column("PolicyName", description="PolicyName indicates the policy definition which the policy "
+                    "binding binded to"),
+             Column("ParamRef", description="ParamRef indicates the param resource which sets the configration "
+                    "param"),
+             AGE),
+    cells=lambda obj, now: [name_of(obj), text(mapping(obj.get("spec")).get("policyName")), _param_ref(obj),
+                            age(obj, now)],
 )

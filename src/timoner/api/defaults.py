@@ -28,6 +28,7 @@ from timoner.api._defaults_pod import (
     default_pv_sources,
     default_pvc_spec,
 )
+from timoner.api.customresources import crd_defaults
 
 __all__ = ["apply_defaults", "default_pod_spec", "generate_job_selector"]
 
@@ -151,8 +152,10 @@ def generate_job_selector(obj: dict) -> None:
 
 def _replication_controller(obj: dict) -> None:
     spec = _dict(obj, "spec")
-    labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels")
-    if labels:
+    template = spec.get("template")
+    template_meta = template.get("metadata") if isinstance(template, dict) else None
+    labels = template_meta.get("labels") if isinstance(template_meta, dict) else None
+    if labels and isinstance(labels, dict):
         if not spec.get("selector"):
             spec["selector"] = dict(labels)
         meta = _dict(obj, "metadata")
@@ -349,8 +352,33 @@ def _pod_template_object(obj: dict) -> None:
     default_pod_template(obj.get("template"))
 
 
+def _webhooks(obj: dict, *, mutating: bool) -> None:
+    """admissionregistration/v1 `SetDefaults_{Validating,Mutating}Webhook`, `_Rule`, `_ServiceReference`."""
+    for hook in _items(obj, "webhooks"):
+        for key, value in (("failurePolicy", "Fail"), ("matchPolicy", "Equivalent"), ("timeoutSeconds", 10)):
+            if hook.get(key) is None:
+                hook[key] = value
+        for key in ("namespaceSelector", "objectSelector"):
+            if hook.get(key) is None:
+                hook[key] = {}
+        if mutating and hook.get("reinvocationPolicy") is None:
+            hook["reinvocationPolicy"] = "Never"
+        for rule in _items(hook, "rules"):
+            if rule.get("scope") is None:
+                rule["scope"] = "*"
+        service = (hook.get("clientConfig") or {}).get("service") if isinstance(hook.get("clientConfig"), dict) \
+            else None
+        if isinstance(service, dict) and service.get("port") is None:
+            service["port"] = 443
+
+
 _DEFAULTERS: dict[tuple[str, str, str], Callable[[dict], None]] = {
+    ("admissionregistration.k8s.io", "v1", "MutatingWebhookConfiguration"):
+        lambda obj: _webhooks(obj, mutating=True),
+    ("admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration"):
+        lambda obj: _webhooks(obj, mutating=False),
     ("", "v1", "Pod"): default_pod,
+    ("apiextensions.k8s.io", "v1", "CustomResourceDefinition"): crd_defaults,
     ("", "v1", "PodTemplate"): _pod_template_object,
     ("", "v1", "ReplicationController"): _replication_controller,
     ("", "v1", "Service"): _service,

@@ -274,6 +274,7 @@ class _Ops:
         self.tag = _tag(group, version)
         self.paths: dict[str, dict[str, Any]] = {}
         self.schemas: set[str] = set(_ALWAYS)
+        self.custom: dict[str, dict[str, Any]] = {}  # custom resources' schemas, by definition name
 
     def _path(self, path: str, parameters: list[dict[str, Any]]) -> dict[str, Any]:
         item = self.paths.setdefault(path, {})
@@ -305,13 +306,17 @@ class _Ops:
     def add_resource(self, resource: ResourceInfo) -> None:
         kind, verbs = resource.kind, set(resource.verbs)
         gvk = (resource.group, resource.version, kind)
-        definition = resource.definition or _by_gvk().get(gvk, "")
+        if resource.custom is not None:
+            definition, list_definition = self._add_custom(resource)
+        else:
+            definition = resource.definition or _by_gvk().get(gvk, "")
+            list_definition = _by_gvk().get((resource.group, resource.version, resource.list_kind), "")
         if not definition:
             return
-        list_definition = _by_gvk().get((resource.group, resource.version, resource.list_kind), "")
-        self.schemas.add(definition)
-        if list_definition:
-            self.schemas.add(list_definition)
+        if resource.custom is None:
+            self.schemas.add(definition)
+            if list_definition:
+                self.schemas.add(list_definition)
         scope = "Namespaced" if resource.namespaced else ""
         ns_params = [_NAMESPACE] if resource.namespaced else []
         base = f"{self.prefix}/namespaces/{{namespace}}/{resource.plural}" if resource.namespaced else (
@@ -358,6 +363,40 @@ class _Ops:
         for sub in resource.subresources:
             if sub.name not in _STREAMING:
                 self._subresource(resource, sub, ident, base, [name_param, *ns_params])
+
+    def _add_custom(self, resource: ResourceInfo) -> tuple[str, str]:
+        """A custom resource's schema and list schema, as the apiextensions-apiserver publishes them."""
+        name = custom_definition_name(resource)
+        list_name = name[: -len(resource.kind)] + resource.list_kind
+        gvk = {"group": resource.group, "version": resource.version, "kind": resource.kind}
+        schema = _convert(dict(resource.custom.schema or {"type": "object",
+                                                           "x-kubernetes-preserve-unknown-fields": True}))
+        properties = dict(schema.get("properties") or {})
+        properties["apiVersion"] = {"description": _definition_doc("io.k8s.api.core.v1.Pod", "apiVersion"),
+                                    "type": "string"}
+        properties["kind"] = {"description": _definition_doc("io.k8s.api.core.v1.Pod", "kind"), "type": "string"}
+        properties["metadata"] = {"allOf": [_ref(_META + "ObjectMeta")],
+                                  "description": _definition_doc(_META + "ObjectMeta", "")}
+        schema = {**schema, "type": "object", "properties": dict(sorted(properties.items())),
+                  "x-kubernetes-group-version-kind": [gvk]}
+        self.custom[name] = schema
+        self.custom[list_name] = {
+            "description": f"{resource.list_kind} is a list of {resource.kind}",
+            "type": "object",
+            "required": ["items"],
+            "properties": {
+                "apiVersion": properties["apiVersion"],
+                "items": {"description": f"List of {resource.plural}. More info: "
+                          "https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md",
+                          "type": "array", "items": _ref(name)},
+                "kind": properties["kind"],
+                "metadata": {"allOf": [_ref(_META + "ListMeta")], "description": "Standard list metadata. "
+                             "More info: https://git.k8s.io/community/contributors/devel/sig-architecture/"
+                             "api-conventions.md#types-kinds"},
+            },
+            "x-kubernetes-group-version-kind": [{**gvk, "kind": resource.list_kind}],
+        }
+        return name, list_name
 
     def _item_ops(
         self,
@@ -441,10 +480,14 @@ class _Ops:
             resource.version if sub.version is None else sub.version,
             resource.kind if sub.kind is None else sub.kind,
         )
-        definition = resource.definition if sub.kind is None else _by_gvk().get(gvk, "")
+        if sub.kind is None:
+            definition = custom_definition_name(resource) if resource.custom is not None else resource.definition
+        else:
+            definition = _by_gvk().get(gvk, "")
         if not definition:
             return
-        self.schemas.add(definition)
+        if definition not in self.custom:
+            self.schemas.add(definition)
         suffix = sub.name[:1].upper() + sub.name[1:]
         verbs = set(sub.verbs)
         ops = self._item_ops(ident, resource.kind, gvk, definition, verbs, suffix=suffix)
@@ -481,12 +524,27 @@ def build_group_version_document(group: str, version: str, resources: Sequence[R
     for root in ops.schemas:
         if root in definitions():
             names |= _closure(root)
+    schemas = {name: _schema(name) for name in names}
+    schemas.update(ops.custom)
     return {
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": KUBERNETES_VERSION},
         "paths": dict(sorted(ops.paths.items())),
-        "components": {"schemas": {name: _schema(name) for name in sorted(names)}},
+        "components": {"schemas": dict(sorted(schemas.items()))},
     }
+
+
+def custom_definition_name(resource: ResourceInfo) -> str:
+    """`com.example.v1.Widget` for example.com/v1 Widget: the group reversed, as upstream names CR schemas."""
+    return ".".join([*reversed(resource.group.split(".")), resource.version, resource.kind])
+
+
+def _definition_doc(definition: str, prop: str) -> str:
+    schema = definitions().get(definition) or {}
+    if not prop:
+        return "Standard object's metadata. More info: https://git.k8s.io/community/contributors/devel/" \
+               "sig-architecture/api-conventions.md#metadata"
+    return ((schema.get("properties") or {}).get(prop) or {}).get("description", "")
 
 
 def document_hash(doc_bytes: bytes) -> str:

@@ -10,6 +10,7 @@ resources (a later issue) add `ResourceInfo`s of their own at run time.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "ALL_VERBS",
@@ -55,6 +56,9 @@ class ResourceInfo:
     # (events.k8s.io/v1 events share core/v1 events' storage, as upstream).
     storage_group: str | None = None
     storage_resource: str | None = None
+    # Custom resources: the CRD's listKind, and what the CRD version adds (`api.customresources.CustomKind`).
+    list_kind_name: str = ""
+    custom: Any = None
 
     @property
     def group_version(self) -> str:
@@ -71,7 +75,7 @@ class ResourceInfo:
 
     @property
     def list_kind(self) -> str:
-        return f"{self.kind}List"
+        return self.list_kind_name or f"{self.kind}List"
 
     @property
     def storage_prefix(self) -> str:
@@ -198,11 +202,25 @@ BUILTIN: tuple[ResourceInfo, ...] = (
     _r("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", namespaced=False, short=("pc",),
        pkg="scheduling"),
     _r("node.k8s.io", "v1", "RuntimeClass", "runtimeclasses", namespaced=False, pkg="node"),
+    # apiextensions
+    _r("apiextensions.k8s.io", "v1", "CustomResourceDefinition", "customresourcedefinitions", namespaced=False,
+       short=("crd", "crds"), cats=("api-extensions",), subs=(_STATUS,),
+       definition="io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.CustomResourceDefinition"),
     # rbac
     _r("rbac.authorization.k8s.io", "v1", "Role", "roles"),
     _r("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings"),
     _r("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", namespaced=False),
     _r("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", namespaced=False),
+    # admission
+    _r("admissionregistration.k8s.io", "v1", "MutatingWebhookConfiguration", "mutatingwebhookconfigurations",
+       namespaced=False, cats=("api-extensions",), pkg="admissionregistration"),
+    _r("admissionregistration.k8s.io", "v1", "ValidatingWebhookConfiguration", "validatingwebhookconfigurations",
+       namespaced=False, cats=("api-extensions",), pkg="admissionregistration"),
+    _r("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicy", "validatingadmissionpolicies",
+       namespaced=False, cats=("api-extensions",), subs=(_STATUS,), pkg="admissionregistration"),
+    _r("admissionregistration.k8s.io", "v1", "ValidatingAdmissionPolicyBinding",
+       "validatingadmissionpolicybindings", namespaced=False, cats=("api-extensions",),
+       pkg="admissionregistration"),
     # reviews: create-only, never stored
     _r("authorization.k8s.io", "v1", "SelfSubjectAccessReview", "selfsubjectaccessreviews",
        namespaced=False, verbs=CREATE_ONLY_VERBS, pkg="authorization"),

@@ -42,7 +42,7 @@ def definitions() -> Mapping[str, dict[str, Any]]:
 def ref_name(node: Mapping[str, Any]) -> str | None:
     """The definition name a `$ref` node points at, or None if the node is no reference."""
     ref = node.get("$ref")
-    if not ref:
+    if not ref or not isinstance(ref, str):  # JSONSchemaProps has a *property* named "$ref"
         return None
     for prefix in _REF_PREFIXES:
         if ref.startswith(prefix):

@@ -20,15 +20,29 @@ of it is pure: `now` is passed in, so ages are reproducible.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from timoner.api import _tables_cluster as cluster
 from timoner.api import _tables_core as core
 from timoner.api import _tables_pods as pods
 from timoner.api import _tables_workloads as workloads
-from timoner.api._tables_base import META, Column, Printer, human_duration, mapping, name_of, parse_time
+from timoner.api._tables_base import (
+    META,
+    NAME,
+    Column,
+    Printer,
+    human_duration,
+    mapping,
+    name_of,
+    parse_time,
+    since,
+)
+from timoner.api.jsonpath import compile_path
 from timoner.api.registry import ResourceInfo
 
 __all__ = [
@@ -78,6 +92,11 @@ _PRINTERS: dict[tuple[str, str], Printer] = {
     ("scheduling.k8s.io", "PriorityClass"): cluster.PRIORITY_CLASS,
     ("node.k8s.io", "RuntimeClass"): cluster.RUNTIME_CLASS,
     ("rbac.authorization.k8s.io", "RoleBinding"): cluster.ROLE_BINDING,
+    ("admissionregistration.k8s.io", "MutatingWebhookConfiguration"): cluster.MUTATING_WEBHOOK_CONFIGURATION,
+    ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration"): cluster.VALIDATING_WEBHOOK_CONFIGURATION,
+    ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy"): cluster.VALIDATING_ADMISSION_POLICY,
+    ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding"):
+        cluster.VALIDATING_ADMISSION_POLICY_BINDING,
     ("rbac.authorization.k8s.io", "ClusterRoleBinding"): cluster.CLUSTER_ROLE_BINDING,
 }
 
@@ -106,8 +125,66 @@ DEFAULT = Printer(
 
 
 def printer_for(info: ResourceInfo) -> Printer:
-    """The printer for a resource: its kind's upstream printer, else the default convertor."""
+    """The printer for a resource: its kind's upstream printer, a CRD's columns, else the default convertor."""
+    if info.custom is not None:
+        return custom_printer(info.custom.columns)
     return _PRINTERS.get((info.group, info.kind), DEFAULT)
+
+
+_AGE_COLUMN = {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}
+
+
+@functools.lru_cache(maxsize=256)
+def _custom_printer(columns_json: str) -> Printer:
+    declared = orjson.loads(columns_json)
+    columns = declared or [_AGE_COLUMN]
+    defs = [NAME]
+    paths = []
+    for column in columns:
+        path = column.get("jsonPath", "")
+        description = column.get("description") or (
+            (META, "creationTimestamp") if not declared
+            else f"Custom resource definition column (in JSONPath format): {path}")
+        defs.append(Column(column.get("name", ""), column.get("type", "string"), description,
+                           int(column.get("priority") or 0), column.get("format", "")))
+        try:
+            paths.append(compile_path(path))
+        except ValueError:
+            paths.append(None)
+    types = [column.get("type", "string") for column in columns]
+
+    def cells(obj: Mapping[str, Any], now: datetime) -> list[Any]:
+        out: list[Any] = [name_of(obj)]
+        for find, kind in zip(paths, types, strict=True):
+            found = find(obj) if find is not None else []
+            out.append(_cell(kind, found[0], now) if found and found[0] is not None else None)
+        return out
+
+    return Printer(columns=tuple(defs), cells=cells)
+
+
+def custom_printer(columns: Sequence[dict]) -> Printer:
+    """Upstream's CRD table convertor: Name, then the version's additionalPrinterColumns (else Age)."""
+    return _custom_printer(orjson.dumps(list(columns)).decode())
+
+
+def _cell(kind: str, value: Any, now: datetime) -> Any:
+    """cellForJSONValue: the JSON value as the column's type; None (printed `<none>`) when it is not one."""
+    if kind == "integer":
+        return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+    if kind == "number":
+        return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+    if kind == "boolean":
+        return value if isinstance(value, bool) else None
+    if kind == "date":
+        if not isinstance(value, str):
+            return None
+        return "<invalid>" if parse_time(value) is None else since(value, now)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return orjson.dumps(value).decode() if isinstance(value, dict | list) else str(value)
 
 
 def column_definitions(info: ResourceInfo) -> list[dict]:

@@ -10,6 +10,7 @@ socket and the handler shows up in the benchmark. A `Request` is parsed once
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -35,6 +36,7 @@ class User:
     name: str
     groups: tuple[str, ...] = ()
     uid: str = ""
+    extra: tuple[tuple[str, tuple[str, ...]], ...] = ()  # user.Info's Extra: (key, values) pairs
 
 
 @dataclass
@@ -141,6 +143,10 @@ def decode_body(raw: bytes, content_type: str) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise errors.BadRequest(f"couldn't get version/kind; json parse error: {exc}") from None
+
+
+# The request being served (set once it is authenticated): admission reads its user and adds its warnings.
+current_request: ContextVar[Request | None] = ContextVar("timoner_current_request", default=None)
 
 
 @dataclass(slots=True)

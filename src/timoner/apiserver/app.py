@@ -27,9 +27,20 @@ from timoner.api.registry import ResourceInfo
 from timoner.api.schema import KUBERNETES_VERSION
 
 from . import discovery, nodeproxy
-from ._http import JSON, Request, Response, User, error_response, json_response, send_response
+from ._http import (
+    JSON,
+    Request,
+    Response,
+    User,
+    current_request,
+    error_response,
+    json_response,
+    send_response,
+)
+from .crds import CustomResources
 from .lifecycle import PROTECTED_NAMESPACES
 from .rest import ResourceHandler
+from .serviceaccounts import JWKS_PATH, OPENID_CONFIGURATION_PATH, ServiceAccountTokens
 from .store import Store
 from .subresources import Subresources
 
@@ -52,8 +63,11 @@ class APIApp:
         self.tokens = tokens
         self.server_address = server_address
         self.ready = True
+        # Service-account tokens (TokenRequest, bearer JWTs); the server gives it the cluster's signing key.
+        self.service_accounts: ServiceAccountTokens | None = None
         # TLS towards node agents; the server gives it the kubelet client certificate to present.
         self.node_client_context = nodeproxy.node_client_context()
+        self.crds: CustomResources | None = None  # set by APIServer
         self.set_resources(resources)
 
     # -- resources and the documents derived from them ----------------------------------------
@@ -66,8 +80,18 @@ class APIApp:
             # The first (preferred) version of a storage prefix speaks for it internally.
             self._by_prefix.setdefault(r.storage_prefix, r)
         self._discovery_cache: dict[str, bytes] = {}
-        self._openapi_docs: dict[str, bytes] = {}
-        self._openapi_hashes: dict[str, str] = {}
+        # OpenAPI documents are rebuilt only for the group-versions whose resources changed (a new CRD
+        # must not cost a rebuild of every built-in group's document).
+        previous = getattr(self, "_openapi_built", {})
+        by_path: dict[str, tuple[str, str, tuple[ResourceInfo, ...]]] = {}
+        for group, versions in discovery.group_versions(self.resources).items():
+            for version in versions:
+                path = f"apis/{group}/{version}" if group else f"api/{version}"
+                by_path[path] = (group, version,
+                                 tuple(r for r in self.resources if r.group == group and r.version == version))
+        self._openapi_sources = by_path
+        self._openapi_built: dict[str, tuple[tuple[str, str, tuple[ResourceInfo, ...]], bytes, str]] = {
+            path: built for path, built in previous.items() if by_path.get(path) == built[0]}
 
     def resource(self, group: str, version: str, plural: str) -> ResourceInfo | None:
         return self._by_gvr.get((group, version, plural))
@@ -82,18 +106,20 @@ class APIApp:
         return self._discovery_cache[key] or None
 
     def _openapi_doc(self, path: str) -> bytes | None:
-        if not self._openapi_hashes:
-            self._build_openapi()
-        return self._openapi_docs.get(path)
+        built = self._openapi_built.get(path)
+        if built is None:
+            source = self._openapi_sources.get(path)
+            if source is None:
+                return None
+            group, version, chosen = source
+            doc = orjson.dumps(build_group_version_document(group, version, list(chosen)))
+            built = self._openapi_built[path] = (source, doc, document_hash(doc))
+        return built[1]
 
-    def _build_openapi(self) -> None:
-        for group, versions in discovery.group_versions(self.resources).items():
-            for version in versions:
-                chosen = [r for r in self.resources if r.group == group and r.version == version]
-                path = f"apis/{group}/{version}" if group else f"api/{version}"
-                doc = orjson.dumps(build_group_version_document(group, version, chosen))
-                self._openapi_docs[path] = doc
-                self._openapi_hashes[path] = document_hash(doc)
+    def _openapi_hashes(self) -> dict[str, str]:
+        for path in self._openapi_sources:
+            self._openapi_doc(path)
+        return {path: self._openapi_built[path][2] for path in self._openapi_sources}
 
     # -- ASGI ---------------------------------------------------------------------------
 
@@ -126,15 +152,24 @@ class APIApp:
             log.debug("%s %s?%s %s %.1fms", req.method, req.path, scope.get("query_string", b"").decode(),
                       response.status if response else "stream", (time.perf_counter() - started) * 1000)
 
-    def _authenticate(self, req: Request) -> User:
+    async def _authenticate(self, req: Request) -> User:
         user = req.scope.get("timoner.user")
         if user is not None:
             return user
-        auth = req.headers.get("authorization", "")
+        return await self._bearer_user(req.headers.get("authorization", ""))
+
+    async def _bearer_user(self, auth: str) -> User:
+        """The user of an `Authorization: Bearer` header: the static tokens, then service-account JWTs."""
         if auth[:7].lower() == "bearer ":
-            found = self.tokens.get(auth[7:].strip())
+            token = auth[7:].strip()
+            found = self.tokens.get(token)
             if found is not None:
                 return found
+            if self.service_accounts is not None:
+                await self.store.sync()  # a ServiceAccount or pod this server just wrote counts
+                found = self.service_accounts.authenticate(token)
+                if found is not None:
+                    return found
         raise errors.Unauthorized()
 
     async def _dispatch(self, req: Request) -> Response | None:
@@ -143,8 +178,13 @@ class APIApp:
             if path.startswith("/readyz") and not self.ready:
                 return Response(500, b"[-]ready failed: shutting down", b"text/plain; charset=utf-8")
             return Response(200, b"ok", b"text/plain; charset=utf-8")
-        req.user = self._authenticate(req)
+        req.user = await self._authenticate(req)
+        current_request.set(req)  # admission's user and warnings (each request runs in its own task)
         accept = req.headers.get("accept")
+        if path in (OPENID_CONFIGURATION_PATH, JWKS_PATH) and self.service_accounts is not None:
+            if path == JWKS_PATH:
+                return json_response(self.service_accounts.jwks(), content_type=b"application/jwk-set+json")
+            return json_response(self.service_accounts.openid_configuration(self.server_address))
         if path == "/openapi/v2":
             return self._openapi(req)
         if accept and not any(t in accept for t in ("json", "*/*", "application/*", "yaml")):
@@ -152,6 +192,9 @@ class APIApp:
                 f'only the following media types are accepted: application/json; got "{accept}"')
         if path == "/version":
             return json_response(version_info())
+        if path.startswith(("/api", "/openapi/")):
+            # A CRD this server just wrote is served once the cache has it (see crds.CustomResources).
+            await self.store.sync()
         if path in ("/api", "/api/"):
             return self._discovery_root(req, core=True)
         if path in ("/apis", "/apis/"):
@@ -194,9 +237,7 @@ class APIApp:
     def _openapi(self, req: Request) -> Response:
         path = req.path
         if path.rstrip("/") == "/openapi/v3":
-            if not self._openapi_hashes:
-                self._build_openapi()
-            return json_response(build_root(self._openapi_hashes))
+            return json_response(build_root(self._openapi_hashes()))
         if path.startswith("/openapi/v3/"):
             doc = self._openapi_doc(path[len("/openapi/v3/"):].rstrip("/"))
             if doc is not None:
@@ -233,6 +274,9 @@ class APIApp:
         name = rest[1] if len(rest) > 1 else None
         sub = rest[2] if len(rest) > 2 else ""
         method = req.method
+        if info.custom is not None and info.custom.deprecated:
+            req.warnings.append(info.custom.deprecation_warning
+                                or f"{info.group_version} {info.kind} is deprecated")
         if sub:
             return await self._subresource(req, info, namespace, name, sub)
         if name is None:
@@ -244,6 +288,9 @@ class APIApp:
                     return None
                 return await self.rest.list(req, info, namespace)
             if method == "POST":
+                if info.custom is not None and info.custom.terminating:
+                    raise errors.MethodNotAllowed(
+                        "create not allowed while custom resource definition is terminating")
                 if info.group in ("authorization.k8s.io", "authentication.k8s.io"):
                     return await self.subresources.review(req, info, req.user)
                 if info.plural == "bindings":
@@ -262,6 +309,8 @@ class APIApp:
         if method == "PATCH" and "patch" in info.verbs:
             return await self.rest.patch(req, info, namespace, name)
         if method == "DELETE" and "delete" in info.verbs:
+            if info.plural == "customresourcedefinitions" and info.group == "apiextensions.k8s.io" and self.crds:
+                await self.crds.mark_for_deletion(name, dry_run=bool(req.args("dryRun")))
             if info.plural == "namespaces" and not info.group:
                 if name in PROTECTED_NAMESPACES:
                     raise errors.Forbidden(f'namespaces "{name}" is forbidden: this namespace may not be deleted',
@@ -288,6 +337,8 @@ class APIApp:
             return await self.subresources.binding(req, info, namespace, name)
         if sub == "eviction" and method == "POST":
             return await self.subresources.eviction(req, info, namespace, name)
+        if sub == "token" and method == "POST" and info.plural == "serviceaccounts" and not info.group:
+            return await self.subresources.token(req, namespace, name, self.service_accounts)
         if sub == "finalize" and method == "PUT":
             return await self.subresources.finalize(req, info, name)
         if sub == "log" and method == "GET" and info.plural == "pods":
@@ -337,9 +388,7 @@ class APIApp:
         """Relay an exec/attach/portforward upgrade to the pod's node agent (see nodeproxy)."""
         try:
             if user is None:
-                auth = next((v.decode("latin-1") for k, v in headers if k == b"authorization"), "")
-                if auth[:7].lower() != "bearer " or auth[7:].strip() not in self.tokens:
-                    raise errors.Unauthorized()
+                await self._bearer_user(next((v.decode("latin-1") for k, v in headers if k == b"authorization"), ""))
             match = nodeproxy.STREAM_TARGET.match(target)
             if match is None:
                 raise errors.NotFound("", "", message="the server could not find the requested resource")

@@ -7,8 +7,10 @@ certificate the API server presents to node agents (kubeadm's
 `apiserver-kubelet-client`: CN `kube-apiserver-kubelet-client`, O
 `system:masters`), which they verify against the same CA. It also
 makes an admin bearer token, for clients that cannot present certificates
-(load generators such as wrk). Existing files are reused, so a restarted
-server keeps its identity and old kubeconfigs keep working.
+(load generators such as wrk), and kubeadm's service-account signing key
+pair (`sa.key`, `sa.pub`) that signs the tokens of the TokenRequest API.
+Existing files are reused, so a restarted server keeps its identity, old
+kubeconfigs keep working and issued service-account tokens stay valid.
 
 EC P-256 keys: cheap handshakes, and every client we target accepts them.
 """
@@ -48,6 +50,8 @@ class ClusterPKI:
     admin_token: Path
     kubelet_client_cert: Path
     kubelet_client_key: Path
+    sa_key: Path
+    sa_pub: Path
 
     def token(self) -> str:
         return self.admin_token.read_text().strip()
@@ -99,6 +103,8 @@ def ensure_pki(data_dir: Path, *, extra_sans: tuple[str, ...] = ()) -> ClusterPK
         admin_token=pki_dir / "admin.token",
         kubelet_client_cert=pki_dir / "apiserver-kubelet-client.crt",
         kubelet_client_key=pki_dir / "apiserver-kubelet-client.key",
+        sa_key=pki_dir / "sa.key",
+        sa_pub=pki_dir / "sa.pub",
     )
     if not pki.ca_cert.exists() or not pki.ca_key.exists():
         ca_key = _key()
@@ -158,6 +164,11 @@ def ensure_pki(data_dir: Path, *, extra_sans: tuple[str, ...] = ()) -> ClusterPK
     if not pki.admin_token.exists():
         pki.admin_token.write_text(secrets.token_urlsafe(32) + "\n")
         os.chmod(pki.admin_token, 0o600)
+    if not pki.sa_key.exists():
+        sa_key = _key()
+        _write_key(pki.sa_key, sa_key)
+        pki.sa_pub.write_bytes(sa_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
     return pki
 
 

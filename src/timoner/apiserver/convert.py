@@ -26,6 +26,9 @@ _EVENT_SHARED = ("metadata", "eventTime", "series", "related", "action", "reason
 
 
 def needs_conversion(info: ResourceInfo) -> bool:
+    if info.custom is not None:
+        # conversion strategy None: only apiVersion changes between a CRD's versions
+        return info.custom.multi_version
     return (info.group, info.version, info.plural) in (
         ("events.k8s.io", "v1", "events"),
         ("autoscaling", "v1", "horizontalpodautoscalers"),
@@ -33,6 +36,8 @@ def needs_conversion(info: ResourceInfo) -> bool:
 
 
 def to_storage(info: ResourceInfo, obj: dict) -> dict:
+    if info.custom is not None:
+        return {**obj, "apiVersion": f"{info.group}/{info.custom.storage_version}"}
     if info.group == "events.k8s.io":
         out = {"apiVersion": "v1", "kind": "Event"}
         for k in _EVENT_SHARED:
@@ -51,6 +56,9 @@ def to_storage(info: ResourceInfo, obj: dict) -> dict:
 
 
 def from_storage(info: ResourceInfo, obj: dict) -> dict:
+    if info.custom is not None:
+        obj["apiVersion"] = info.group_version
+        return obj
     if info.group == "events.k8s.io":
         out = {"apiVersion": "events.k8s.io/v1", "kind": "Event"}
         for k in _EVENT_SHARED:

@@ -77,6 +77,13 @@ def force_flag(req: Request, *, apply: bool) -> bool:
     return value.lower() in ("true", "1", "")
 
 
+def apply_type(info: ResourceInfo) -> str | dict | None:
+    """What server-side apply walks objects of `info` by: its definition, or a custom resource's schema."""
+    if info.custom is not None:
+        return info.custom.apply_root
+    return info.definition or None
+
+
 def ignored_paths(info: ResourceInfo, subresource: str) -> frozenset[tuple[tuple[str, Any], ...]]:
     if subresource == "status":
         return frozenset({(("f", "spec"),)})
@@ -120,7 +127,7 @@ def update_tracker(info: ResourceInfo, *, manager: str, subresource: str = "",
         else:
             base = live_managed_fields(current)
         fields = track_update(current, new, managed_fields=base, manager=manager, api_version=info.group_version,
-                              definition=info.definition or None, now=now_rfc3339(), subresource=subresource,
+                              definition=apply_type(info), now=now_rfc3339(), subresource=subresource,
                               ignored=ignored)
         if fields:
             meta["managedFields"] = fields

@@ -1,11 +1,14 @@
-"""Object lifecycle inside the API server: garbage collection, namespaces, default ServiceAccounts.
+"""Object lifecycle inside the API server: garbage collection, namespaces, default ServiceAccounts, root CA.
 
 Upstream runs these as controllers in kube-controller-manager. Timoner runs
 them inside the API server process, fed synchronously by the watch cache and
 writing through the `Store`, so that a bare `timoner server` already behaves
 as users expect: `kubectl delete` cascades (background, foreground, orphan),
 a deleted namespace takes its contents with it, and every namespace has a
-`default` ServiceAccount. (docs/ARCHITECTURE.md records this difference.)
+`default` ServiceAccount and, given the cluster CA, the `kube-root-ca.crt`
+ConfigMap (upstream's root-ca-cert-publisher: `ca.crt` is the CA, made
+again when deleted, put back when changed). (docs/ARCHITECTURE.md records
+this difference.)
 
 The watch-cache listener only records *what* to look at; one worker task
 does the looking, from the cache, and retries after a short delay on error.
@@ -31,13 +34,22 @@ log = logging.getLogger("timoner.apiserver.lifecycle")
 PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 _NS_PREFIX = "/registry/core/namespaces/"
 _SA_PREFIX = "/registry/core/serviceaccounts/"
+_CM_PREFIX = "/registry/core/configmaps/"
+ROOT_CA_CONFIGMAP = "kube-root-ca.crt"
+_ROOT_CA_DESCRIPTION_KEY = "kubernetes.io/description"
+_ROOT_CA_DESCRIPTION = (
+    "Contains a CA bundle that can be used to verify the kube-apiserver when using internal endpoints such as "
+    "the internal service IP or kubernetes.default.svc. No other usage is guaranteed across distributions of "
+    "Kubernetes clusters.")
 
 
 class Lifecycle:
-    """Garbage collector, namespace finalizer and ServiceAccount creator in one small worker."""
+    """Garbage collector, namespace finalizer, ServiceAccount creator and root CA publisher in one small worker."""
 
-    def __init__(self, store: Store, resources_by_prefix: Callable[[], dict[str, ResourceInfo]]) -> None:
+    def __init__(self, store: Store, resources_by_prefix: Callable[[], dict[str, ResourceInfo]], *,
+                 root_ca: str | None = None) -> None:
         self.store = store
+        self.root_ca = root_ca  # PEM of the cluster CA, published as kube-root-ca.crt in every namespace
         self.cache = store.cache
         self._resources = resources_by_prefix
         self._uid_to_key: dict[str, str] = {}
@@ -98,6 +110,8 @@ class Lifecycle:
             for dep in list(self._dependents.get(uid or "", ())):
                 self._enqueue("dependent", dep)
             self._dependents.pop(uid or "", None)
+            if self.root_ca is not None and key.startswith(_CM_PREFIX) and key.endswith("/" + ROOT_CA_CONFIGMAP):
+                self._enqueue("rootca", _NS_PREFIX + key.split("/")[4])
             if key.startswith("/registry/") and key.count("/") == 5:
                 ns = key.split("/")[4]
                 self._enqueue("namespace", _NS_PREFIX + ns)
@@ -110,9 +124,14 @@ class Lifecycle:
         if key.startswith(_NS_PREFIX):
             if meta.get("deletionTimestamp"):
                 self._enqueue("namespace", key)
-            elif event_type == "ADDED":
-                self._enqueue("serviceaccount", key)
+            else:
+                if event_type == "ADDED":
+                    self._enqueue("serviceaccount", key)
+                if self.root_ca is not None:
+                    self._enqueue("rootca", key)
             return
+        if self.root_ca is not None and key.startswith(_CM_PREFIX) and key.endswith("/" + ROOT_CA_CONFIGMAP):
+            self._enqueue("rootca", _NS_PREFIX + key.split("/")[4])
         if meta.get("deletionTimestamp"):
             finalizers = meta.get("finalizers") or []
             if "orphan" in finalizers or "foregroundDeletion" in finalizers:
@@ -144,6 +163,8 @@ class Lifecycle:
                     await self._check_namespace(key)
                 elif what == "serviceaccount":
                     await self._ensure_default_sa(key)
+                elif what == "rootca":
+                    await self._publish_root_ca(key)
             except asyncio.CancelledError:
                 raise
             except errors.NotFound:
@@ -319,3 +340,36 @@ class Lifecycle:
         except errors.APIError as exc:
             if exc.code != 403:
                 raise
+
+    async def _publish_root_ca(self, key: str) -> None:
+        """Make `kube-root-ca.crt` in the namespace, or put its data and description back (upstream's syncNamespace)."""
+        ns_obj = self.cache.get(key)
+        if self.root_ca is None or ns_obj is None or ns_obj.obj["metadata"].get("deletionTimestamp"):
+            return
+        ns = ns_obj.obj["metadata"]["name"]
+        data = {"ca.crt": self.root_ca}
+        cm_info = self._resources()[_CM_PREFIX]
+        current = self.cache.get(f"{_CM_PREFIX}{ns}/{ROOT_CA_CONFIGMAP}")
+        if current is None:
+            try:
+                await self.store.create(cm_info, ns, {
+                    "apiVersion": "v1", "kind": "ConfigMap",
+                    "metadata": {"name": ROOT_CA_CONFIGMAP,
+                                 "annotations": {_ROOT_CA_DESCRIPTION_KEY: _ROOT_CA_DESCRIPTION}},
+                    "data": data})
+            except (errors.AlreadyExists, errors.NotFound):
+                pass
+            except errors.APIError as exc:
+                if exc.code != 403:  # a terminating namespace takes no new content: nothing to retry
+                    raise
+            return
+        meta = current.obj["metadata"]
+        if current.obj.get("data") == data and (meta.get("annotations") or {}).get(_ROOT_CA_DESCRIPTION_KEY):
+            return
+
+        def restore(obj: dict) -> dict:
+            obj["data"] = dict(data)
+            obj["metadata"].setdefault("annotations", {})[_ROOT_CA_DESCRIPTION_KEY] = _ROOT_CA_DESCRIPTION
+            return obj
+
+        await self.store.update(cm_info, ns, ROOT_CA_CONFIGMAP, restore)

@@ -9,12 +9,15 @@ refused, and upstream defaults applied.
 
 from __future__ import annotations
 
+import weakref
 from typing import Any
 
 from timoner.api import errors
+from timoner.api.customresources import CustomKind
 from timoner.api.defaults import apply_defaults
 from timoner.api.jsondup import duplicate_fields
 from timoner.api.registry import ResourceInfo
+from timoner.api.structural import CompiledSchema, compile_schema, decode_with_schema
 from timoner.api.structural import decode as structural_decode
 from timoner.api.validation import validate as validate_kind
 
@@ -61,8 +64,12 @@ def decode_object(req: Request, info: ResourceInfo, body: Any, *, namespace: str
     problems: list[str] = []
     if mode == "Strict" and raw is not None and "json" in req.content_type:
         problems = [f'duplicate field "{f}"' for f in duplicate_fields(raw)]
+    result = None
     if info.definition:
         result = structural_decode(body, info.definition, kind=info.kind, api_version=info.group_version)
+    elif info.custom is not None:
+        result = decode_with_schema(body, _pruner(info.custom), kind=info.kind, api_version=info.group_version)
+    if result is not None:
         if mode == "Strict":
             problems += [f'unknown field "{f}"' for f in result.unknown_fields]
         elif mode == "Warn":
@@ -71,11 +78,44 @@ def decode_object(req: Request, info: ResourceInfo, body: Any, *, namespace: str
         raise errors.BadRequest(f"strict decoding error: {', '.join(problems)}")
     if default and info.definition:
         apply_defaults(info.group, info.version, info.kind, body)
+        if info.kind == "CustomResourceDefinition" and _conversion_strategy(body) == "Webhook":
+            req.warnings.append("Timoner does not call conversion webhooks: this CRD's versions convert as "
+                                "with strategy None (only apiVersion changes)")
+    elif default and info.custom is not None and info.custom.schema is not None:
+        info.custom.compiled.default(body)
     return body
 
 
+def _conversion_strategy(crd: dict) -> Any:
+    spec = crd.get("spec")
+    conversion = spec.get("conversion") if isinstance(spec, dict) else None
+    return conversion.get("strategy") if isinstance(conversion, dict) else None
+
+
+def _pruner(custom: CustomKind) -> CompiledSchema:
+    """The version's schema compiled for pruning (upstream prunes custom resources; types are validated later)."""
+    compiled = _PRUNERS.get(custom)
+    if compiled is None:
+        schema = custom.schema if custom.schema is not None else {"type": "object",
+                                                                  "x-kubernetes-preserve-unknown-fields": True}
+        compiled = _PRUNERS[custom] = compile_schema(schema, typed=False)
+    return compiled
+
+
+_PRUNERS: weakref.WeakKeyDictionary[CustomKind, CompiledSchema] = weakref.WeakKeyDictionary()
+
+
 def validate_object(info: ResourceInfo, obj: dict, old: dict | None) -> list[errors.Cause]:
-    """The store's validator: upstream's rules for the kind (built-in kinds only for now)."""
-    if not info.definition:
+    """The store's validator: upstream's rules for the kind; a custom resource's schema and CEL rules."""
+    if info.definition:
+        return validate_kind(info, obj, old=old)
+    if info.custom is None:
         return []
-    return validate_kind(info, obj, old=old)
+    causes = validate_kind(info, obj, old=old)
+    if info.custom.schema is not None:
+        causes += info.custom.compiled.validate(obj)
+        if not causes:  # as upstream, CEL rules run on schema-valid objects only
+            from timoner.api.crd.cel import validate_rules
+
+            causes += validate_rules(info.custom.schema, obj, old)
+    return causes

@@ -27,9 +27,9 @@ from timoner.api.tables import to_table
 from timoner.storage import Compacted, FutureRevision
 
 from ._http import JSON, Request, Response, decode_body, json_response
-from .admission import admit_create
 from .convert import from_storage, needs_conversion
 from .fieldmanager import (
+    apply_type,
     field_manager,
     force_flag,
     ignored_paths,
@@ -387,7 +387,6 @@ class ResourceHandler:
         track = update_tracker(info, manager=field_manager(req, apply=False, options_kind="CreateOptions"),
                                reset=resets_managed_fields(body))
         obj = decode_object(req, info, body, namespace=namespace, raw=await req.body())
-        await admit_create(self.store, info, obj)
         created = await self.store.create(info, namespace, obj, dry_run=dry_run(req), track=track)
         return self._object_response(req, info, created, 201)
 
@@ -466,7 +465,7 @@ class ResourceHandler:
 
         def merged(current: dict | None) -> dict:
             result = apply_config(current, config, managed_fields=live_managed_fields(current), manager=manager,
-                                  api_version=info.group_version, definition=info.definition or None,
+                                  api_version=info.group_version, definition=apply_type(info),
                                   force=force, now=now_rfc3339(), subresource=subresource,
                                   ignored=ignored_paths(info, subresource))
             obj = decode_object(req, info, result.object, namespace=namespace)
@@ -488,7 +487,6 @@ class ResourceHandler:
                     raise
             # Apply to a missing object creates it, as upstream's patcher does.
             obj = merged(None)
-            await admit_create(self.store, info, obj)
             try:
                 created = await self.store.create(info, namespace, obj, dry_run=dry_run(req))
             except errors.AlreadyExists:

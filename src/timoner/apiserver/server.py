@@ -26,11 +26,24 @@ from timoner.storage import Backend, KeyExists, KeyNotFound, open_backend
 
 from . import nodeproxy
 from ._http import User
-from .admission import DEFAULT_STORAGE_CLASS, STORAGE_CLASSES_PREFIX
+from .admission import (
+    DEFAULT_STORAGE_CLASS,
+    STORAGE_CLASSES_PREFIX,
+    AdmissionChain,
+    DefaultStorageClass,
+    MutatingAdmissionWebhook,
+    ValidatingAdmissionWebhook,
+    WebhookClient,
+)
+from .admission._limitranger import LimitRanger
+from .admission._resourcequota import ResourceQuota
+from .admission._serviceaccount import ServiceAccountAdmission
 from .app import ADMIN, APIApp
 from .certs import ClusterPKI, ensure_pki, write_kubeconfig
+from .crds import CustomResources
 from .lifecycle import PROTECTED_NAMESPACES, Lifecycle
 from .objects import validate_object
+from .serviceaccounts import ServiceAccountTokens, load_signing_key
 from .store import Store, _decode
 from .watchcache import WatchCache
 
@@ -128,8 +141,10 @@ class APIServer:
         self.backend: Backend | None = None
         self.cache: WatchCache | None = None
         self.store: Store | None = None
+        self.admission: AdmissionChain | None = None
         self.app: APIApp | None = None
         self.lifecycle: Lifecycle | None = None
+        self.crds: CustomResources | None = None
         self.pki: ClusterPKI | None = None
         self._server: uvicorn.Server | None = None
         self._serve_task: asyncio.Task | None = None
@@ -165,13 +180,31 @@ class APIServer:
                            service_cidr=self.config.service_cidr, node_ports=self.config.service_node_port_range)
         self.store.last_written = self.cache.revision
         self.store.rebuild_allocations()
+        # The admission chain; `AdmissionChain.register` puts each plugin at its place in upstream's order.
+        self.admission = AdmissionChain()
+        webhooks = WebhookClient()
+
+        def served() -> list[ResourceInfo]:  # what the webhooks' matchPolicy Equivalent may match (CRDs too)
+            return self.app.resources if self.app is not None else self.resources
+
+        self.admission.register(DefaultStorageClass(self.store))
+        self.admission.register(ServiceAccountAdmission.for_store(self.store))
+        self.admission.register(MutatingAdmissionWebhook(self.store, webhooks, resources=served))
+        self.admission.register(ValidatingAdmissionWebhook(self.store, webhooks, resources=served))
+        self.admission.register(LimitRanger(self.store))
+        self.admission.register(ResourceQuota(self.store))
+        self.store.admission = self.admission
         tokens = {self.pki.token(): ADMIN}
         self.app = APIApp(self.store, self.resources, tokens=tokens)
         self.app.node_client_context = nodeproxy.node_client_context(self.pki.kubelet_client_cert,
                                                                      self.pki.kubelet_client_key)
-        self.lifecycle = Lifecycle(self.store, self.app.resources_by_prefix)
+        self.app.service_accounts = ServiceAccountTokens(load_signing_key(self.pki.sa_key), self._cached_object)
+        self.lifecycle = Lifecycle(self.store, self.app.resources_by_prefix, root_ca=self.pki.ca_cert.read_text())
+        self.crds = CustomResources(self.store, self.resources, self.app.set_resources)
+        self.app.crds = self.crds
         await self._bootstrap()
         self.lifecycle.start()
+        self.crds.start()
         _tune_gc()
         self._compactor = asyncio.create_task(self._compact_periodically(), name="compactor")
 
@@ -200,6 +233,10 @@ class APIServer:
         await self._server.startup(sockets=[sock])
         self._serve_task = asyncio.create_task(self._server.main_loop(), name="uvicorn")
         write_kubeconfig(self.kubeconfig, self.pki, self.url)
+
+    def _cached_object(self, key: str) -> dict | None:
+        cached = self.cache.get(key) if self.cache is not None else None
+        return cached.obj if cached is not None else None
 
     async def _bootstrap(self) -> None:
         """Create the namespaces every cluster has, and the `kubernetes` Service."""
@@ -305,8 +342,12 @@ class APIServer:
                 await asyncio.wait_for(self._server.shutdown(sockets=[self._socket] if self._socket else None), 5)
             except (TimeoutError, Exception):
                 pass
+        if self.crds is not None:
+            await self.crds.stop()
         if self.lifecycle is not None:
             await self.lifecycle.stop()
+        if self.admission is not None:
+            await self.admission.close()
         if self.cache is not None:
             await self.cache.stop()
         if self.backend is not None:

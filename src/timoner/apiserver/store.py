@@ -24,6 +24,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import orjson
 
@@ -32,10 +33,15 @@ from timoner.api.errors import Cause
 from timoner.api.registry import ResourceInfo
 from timoner.storage import Backend, KeyExists, KeyNotFound, RevisionConflict
 
+from ._http import current_request
+from .admission._attributes import CREATE, DELETE, UPDATE, Attributes
 from .allocators import ClusterIPAllocator, NodePortAllocator
 from .convert import from_storage, needs_conversion, to_storage
 from .strategy import strategy_for
 from .watchcache import CachedObject, WatchCache
+
+if TYPE_CHECKING:
+    from .admission import AdmissionChain
 
 __all__ = ["DeleteResult", "Store", "now_rfc3339", "object_key"]
 
@@ -120,6 +126,8 @@ class Store:
         self.last_written = 0
         self.cluster_ips = ClusterIPAllocator(service_cidr)
         self.node_ports = NodePortAllocator(*node_ports)
+        # The admission chain every write passes (None: no admission, as in unit tests of the store).
+        self.admission: AdmissionChain | None = None
 
     # -- start ------------------------------------------------------------------------
 
@@ -202,6 +210,21 @@ class Store:
             meta["namespace"] = namespace
         else:
             meta.pop("namespace", None)
+        attrs = None
+        if self.admission is not None:
+            if not skip_namespace_check:
+                # Upstream's NamespaceLifecycle comes first in the chain: no webhook hears of such a create.
+                await self.check_namespace(info, namespace)
+            # Mutating admission sees the object as decoded, before the strategy and name generation.
+            attrs = _attributes(CREATE, info, namespace, meta.get("name") or "", obj, None, dry_run=dry_run)
+            await self.admission.admit(attrs)
+            obj = attrs.obj
+            assert obj is not None
+            meta = obj.setdefault("metadata", {})
+            if info.namespaced:
+                meta["namespace"] = namespace
+            else:
+                meta.pop("namespace", None)
         generate_name = not meta.get("name") and bool(meta.get("generateName"))
         if not meta.get("name"):
             if generate_name:
@@ -226,6 +249,9 @@ class Store:
                 raise errors.Invalid(info.kind, meta["name"], causes, group=info.group)
             if not skip_namespace_check:
                 await self.check_namespace(info, namespace)
+            if attrs is not None and self.admission is not None:
+                attrs.obj, attrs.name = obj, meta["name"]
+                await self.admission.validate(attrs)
             stored = to_storage(info, obj) if needs_conversion(info) else obj
             if dry_run:
                 self._release(allocated)
@@ -276,12 +302,19 @@ class Store:
         for _attempt in range(20):
             current = self.served(info, copy.deepcopy(cached.obj))
             new = mutate(copy.deepcopy(current))
+            attrs = None
+            if self.admission is not None and subresource not in _NO_ADMISSION:
+                attrs = _attributes(UPDATE, info, namespace, name, new, current, subresource=subresource,
+                                    dry_run=dry_run)
+                await self.admission.admit(attrs)
+                new = attrs.obj
+                assert new is not None
             new_meta = new.setdefault("metadata", {})
             rv = new_meta.pop("resourceVersion", None) or expected_rv
             if rv and rv != current["metadata"]["resourceVersion"]:
                 raise errors.Conflict(info.plural, name, group=info.group)
             result = await self._commit_update(info, key, cached, current, new, subresource=subresource,
-                                               dry_run=dry_run, track=track)
+                                               dry_run=dry_run, track=track, attrs=attrs)
             if isinstance(result, dict):
                 return result
             if rv:
@@ -291,7 +324,8 @@ class Store:
 
     async def _commit_update(self, info: ResourceInfo, key: str, cached: CachedObject, current: dict,
                              new: dict, *, subresource: str, dry_run: bool,
-                             track: Tracker | None = None) -> dict | RevisionConflict:
+                             track: Tracker | None = None,
+                             attrs: Attributes | None = None) -> dict | RevisionConflict:
         """Validate and write one update; the storage's conflict when the compare-and-swap lost a race."""
         name = current["metadata"]["name"]
         old_meta = current["metadata"]
@@ -335,6 +369,9 @@ class Store:
             causes = self._validate(info, new, None if subresource == "binding" else current)
             if causes:
                 raise errors.Invalid(info.kind, name, causes, group=info.group)
+            if attrs is not None and self.admission is not None:
+                attrs.obj = new  # validating admission sees the object as it will be written
+                await self.admission.validate(attrs)
         except BaseException:
             self._release(allocated)
             raise
@@ -388,6 +425,7 @@ class Store:
         key = object_key(info, namespace, name)
         returns_object = (info.group, info.plural) in _RETURNS_DELETED_OBJECT
         cached = await self.get_cached(info, namespace, name)
+        admitted = self.admission is None
         for _attempt in range(20):
             current = copy.deepcopy(cached.obj)
             meta = current["metadata"]
@@ -399,6 +437,11 @@ class Store:
                 raise errors.Conflict(info.plural, name, "Precondition failed: ResourceVersion in precondition: "
                                       f"{pre['resourceVersion']}, ResourceVersion in object meta: "
                                       f"{meta.get('resourceVersion')}", group=info.group)
+            if not admitted and self.admission is not None:
+                admitted = True
+                await self.admission.validate(_attributes(
+                    DELETE, info, namespace, name, None, self.served(info, copy.deepcopy(current)),
+                    dry_run=dry_run, options=options))
             new = self._deletion_state(info, current, options)
             if dry_run:
                 return DeleteResult(self.served(info, new or current), new is None, returns_object)
@@ -553,6 +596,24 @@ class Store:
             for port in spec.get("ports") or []:
                 if port.get("nodePort"):
                     self.node_ports.release(port["nodePort"])
+
+
+# Writes that upstream admits as another operation on another kind (pods/binding is a CREATE of a Binding).
+_NO_ADMISSION = frozenset({"binding"})
+
+
+def _attributes(operation: str, info: ResourceInfo, namespace: str | None, name: str, obj: dict | None,
+                old: dict | None, *, subresource: str = "", dry_run: bool = False,
+                options: dict | None = None) -> Attributes:
+    """Admission attributes of a write, with the user of the request being served (None: the server's own)."""
+    req = current_request.get()
+    opts = dict(options or {})
+    if dry_run:
+        opts["dryRun"] = ["All"]
+    if req is not None and req.arg("fieldManager") and operation != DELETE:
+        opts["fieldManager"] = req.arg("fieldManager")
+    return Attributes(operation, info, namespace, name, obj, old, subresource=subresource, dry_run=dry_run,
+                      user=req.user if req is not None else None, options=opts)
 
 
 def _may_go_now(info: ResourceInfo, obj: dict) -> bool:

@@ -10,6 +10,7 @@ in. One generic REST handler serves every kind through this seam.
 from __future__ import annotations
 
 import copy
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -24,6 +25,7 @@ _GENERATION_KINDS = {
     ("", "ReplicationController"), ("batch", "Job"), ("batch", "CronJob"), ("policy", "PodDisruptionBudget"),
     ("autoscaling", "HorizontalPodAutoscaler"), ("networking.k8s.io", "Ingress"),
     ("networking.k8s.io", "NetworkPolicy"), ("", "PersistentVolumeClaim"),
+    ("apiextensions.k8s.io", "CustomResourceDefinition"),
 }
 
 # Kinds whose status is cleared on create (upstream PrepareForCreate), with what it starts as.
@@ -104,6 +106,8 @@ class Strategy:
             obj["metadata"].pop("generation", None)
         if key == ("batch", "Job"):
             generate_job_selector(obj)
+        if key == _CRD:
+            _record_storage_version(obj)
 
     def prepare_for_update(self, new: dict, old: dict, *, subresource: str = "") -> None:
         """Apply the spec/status split and the generation rule to `new` in place."""
@@ -123,16 +127,38 @@ class Strategy:
                 new["status"] = copy.deepcopy(old["status"])
             else:
                 new.pop("status", None)
+            if (self.info.group, self.info.kind) == _CRD:
+                _record_storage_version(new)
         old_gen = old.get("metadata", {}).get("generation")
         if self.tracks_generation:
             gen = old_gen or 1
-            if spec_changed(new, old):
+            # A custom resource without a status subresource counts status as spec, as upstream.
+            custom_status = self.info.custom is not None and not self.info.has_status
+            if spec_changed(new, old) or (custom_status and new.get("status") != old.get("status")):
                 gen += 1
             new["metadata"]["generation"] = gen
         elif old_gen is not None:
             new["metadata"]["generation"] = old_gen
         else:
             new["metadata"].pop("generation", None)
+
+
+_CRD = ("apiextensions.k8s.io", "CustomResourceDefinition")
+
+
+def _record_storage_version(crd: dict) -> None:
+    """As upstream's CRD strategy: the storage version joins `status.storedVersions` on create and update."""
+    spec = crd.get("spec")
+    versions = spec.get("versions") if isinstance(spec, dict) else None
+    storage = next((v.get("name") for v in versions or () if isinstance(v, dict) and v.get("storage")), None)
+    if not storage:
+        return
+    status = crd.setdefault("status", {})
+    if not isinstance(status, dict):
+        return
+    stored = status.setdefault("storedVersions", [])
+    if isinstance(stored, list) and storage not in stored:
+        stored.append(storage)
 
 
 def _drop_type_dependent_fields(new: dict, old: dict) -> None:
@@ -194,6 +220,9 @@ _CACHE: dict[tuple[str, str, str], Strategy] = {}
 
 
 def strategy_for(info: ResourceInfo) -> Strategy:
+    if info.custom is not None:
+        # A CRD's versions change with the CRD: one strategy per served CustomKind, built once.
+        return _custom_strategy(info)
     key = (info.group, info.version, info.plural)
     strategy = _CACHE.get(key)
     if strategy is None:
@@ -202,4 +231,14 @@ def strategy_for(info: ResourceInfo) -> Strategy:
         tracks = kind_key in _GENERATION_KINDS or not info.definition  # custom resources track generation
         strategy = Strategy(info, tracks, fields)
         _CACHE[key] = strategy
+    return strategy
+
+
+_CUSTOM: weakref.WeakKeyDictionary[object, Strategy] = weakref.WeakKeyDictionary()
+
+
+def _custom_strategy(info: ResourceInfo) -> Strategy:
+    strategy = _CUSTOM.get(info.custom)
+    if strategy is None or strategy.info is not info:
+        strategy = _CUSTOM[info.custom] = Strategy(info, True, _METADATA_FIELDS + info.custom.selectable_fields)
     return strategy

@@ -20,6 +20,7 @@ from ._http import Request, Response, User, json_response
 from .eviction import EvictionHandler
 from .fieldmanager import field_manager, update_tracker
 from .rest import apply_patch, dry_run, read_patch
+from .serviceaccounts import ServiceAccountTokens, create_token
 from .store import Store, now_rfc3339
 
 __all__ = ["Subresources"]
@@ -45,8 +46,10 @@ class Subresources:
     # -- scale ---------------------------------------------------------------------------
 
     @staticmethod
-    def _scale_of(obj: dict) -> dict:
+    def _scale_of(obj: dict, info: ResourceInfo | None = None) -> dict:
         meta = obj["metadata"]
+        if info is not None and info.custom is not None:
+            return _custom_scale(obj, info.custom.scale or {})
         spec = obj.get("spec") or {}
         status = obj.get("status") or {}
         selector = spec.get("selector")
@@ -66,7 +69,7 @@ class Subresources:
     async def scale(self, req: Request, info: ResourceInfo, namespace: str | None, name: str) -> Response:
         if req.method == "GET":
             obj = await self.store.get(info, namespace, name)
-            return json_response(self._scale_of(obj))
+            return json_response(self._scale_of(obj, info))
         if req.method == "PUT":
             body = await req.json_body()
             if not isinstance(body, dict):
@@ -83,7 +86,7 @@ class Subresources:
             raise errors.MethodNotAllowed()
 
         def mutate(obj: dict) -> dict:
-            scale = new_scale(self._scale_of(obj))
+            scale = new_scale(self._scale_of(obj, info))
             replicas = (scale.get("spec") or {}).get("replicas")
             if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
                 raise errors.Invalid("Scale", name, [errors.Cause(
@@ -92,13 +95,17 @@ class Subresources:
             rv = (scale.get("metadata") or {}).get("resourceVersion")
             if rv and rv != obj["metadata"]["resourceVersion"]:
                 raise errors.Conflict(info.plural, name, group=info.group)
-            obj.setdefault("spec", {})["replicas"] = replicas
+            if info.custom is not None:
+                _set_path(obj, (info.custom.scale or {}).get("specReplicasPath", ".spec.replicas"), replicas)
+            else:
+                obj.setdefault("spec", {})["replicas"] = replicas
             obj["metadata"].pop("resourceVersion", None)
             return obj
 
         track = update_tracker(info, manager=field_manager(req, apply=False), subresource="scale")
-        updated = await self.store.update(info, namespace, name, mutate, dry_run=dry_run(req), track=track)
-        return json_response(self._scale_of(updated))
+        updated = await self.store.update(info, namespace, name, mutate, subresource="scale", dry_run=dry_run(req),
+                                          track=track)
+        return json_response(self._scale_of(updated, info))
 
     # -- binding ---------------------------------------------------------------------------
 
@@ -141,6 +148,15 @@ class Subresources:
 
     async def eviction(self, req: Request, info: ResourceInfo, namespace: str | None, name: str) -> Response:
         return await self._evictions.evict(req, info, namespace, name)
+
+    # -- serviceaccounts/token ---------------------------------------------------------------
+
+    async def token(self, req: Request, namespace: str, name: str, tokens: ServiceAccountTokens | None) -> Response:
+        """TokenRequest (see `serviceaccounts.create_token`); 405 on a server without a signing key."""
+        if tokens is None:
+            raise errors.MethodNotAllowed()
+        return json_response(await create_token(self.store, tokens, self._resource, namespace, name,
+                                                await req.json_body()), 201)
 
     # -- namespace finalize -------------------------------------------------------------------
 
@@ -186,5 +202,45 @@ class Subresources:
         else:  # SelfSubjectReview
             out.pop("spec")
             out["status"] = {"userInfo": {"username": user.name, "groups": list(user.groups),
-                                          **({"uid": user.uid} if user.uid else {})}}
+                                          **({"uid": user.uid} if user.uid else {}),
+                                          **({"extra": {k: list(v) for k, v in user.extra}} if user.extra else {})}}
         return json_response(out, 201)
+
+
+def _get_path(obj: dict, path: str | None) -> Any:
+    node: Any = obj
+    for part in (path or "").strip(".").split(".") if path else ():
+        if not isinstance(node, dict):
+            return None
+        node = node.get(part)
+    return node
+
+
+def _set_path(obj: dict, path: str, value: Any) -> None:
+    parts = path.strip(".").split(".")
+    node = obj
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = node[part] = {}
+        node = child
+    node[parts[-1]] = value
+
+
+def _custom_scale(obj: dict, scale: dict) -> dict:
+    """A custom resource's autoscaling/v1 Scale, read through the CRD's scale subresource paths."""
+    meta = obj["metadata"]
+    replicas = _get_path(obj, scale.get("specReplicasPath"))
+    status_replicas = _get_path(obj, scale.get("statusReplicasPath"))
+    selector = _get_path(obj, scale.get("labelSelectorPath")) if scale.get("labelSelectorPath") else None
+    status: dict[str, Any] = {"replicas": status_replicas if isinstance(status_replicas, int) else 0}
+    if isinstance(selector, str) and selector:
+        status["selector"] = selector
+    return {
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
+                     if k in meta},
+        "spec": {"replicas": replicas if isinstance(replicas, int) else 0},
+        "status": status,
+    }

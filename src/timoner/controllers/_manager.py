@@ -40,6 +40,7 @@ from .nodeipam import CLUSTER_CIDR, NODE_CIDR_MASK_SIZE, new_nodeipam_controller
 from .persistentvolume import new_persistentvolume_controller
 from .podgc import TERMINATED_POD_GC_THRESHOLD, new_podgc_controller
 from .replicaset import REPLICATION_CONTROLLER, new_replicaset_controller
+from .resourcequota import new_resourcequota_controller
 from .statefulset import new_statefulset_controller
 from .ttlafterfinished import new_ttl_after_finished_controller
 
@@ -135,6 +136,7 @@ def new_manager(client: Client, *, terminated_pod_gc_threshold: int = TERMINATED
     manager.add(new_endpointslice_controller(client, manager.informers, max_endpoints_per_slice=max_endpoints_per_slice))
     manager.add(new_nodeipam_controller(client, manager.informers, cluster_cidr=cluster_cidr,
                                         node_cidr_mask_size=node_cidr_mask_size))
+    manager.add(new_resourcequota_controller(client, manager.informers))
     return manager
 
 

@@ -6,10 +6,12 @@ import uuid
 
 import pytest
 
+from timoner.api.errors import NotFound
 from timoner.client import Client, Resource, load_kubeconfig
-from timoner.testing import ServerThread
+from timoner.testing import ServerThread, eventually
 
 NAMESPACES = Resource("", "v1", "namespaces", False)
+CONFIGMAPS = Resource("", "v1", "configmaps", True)
 
 
 @pytest.fixture(scope="module")
@@ -28,4 +30,14 @@ async def client(api):
 async def ns(client):
     name = f"c-{uuid.uuid4().hex[:8]}"
     await client.create(NAMESPACES, {"metadata": {"name": name}})
+    # As upstream's e2e framework: a namespace is ready once its kube-root-ca.crt ConfigMap is published.
+    await eventually(lambda: _has_root_ca(client, name), what=f"kube-root-ca.crt in {name}")
     return name
+
+
+async def _has_root_ca(client, namespace: str) -> bool:
+    try:
+        await client.get(CONFIGMAPS, "kube-root-ca.crt", namespace=namespace)
+    except NotFound:
+        return False
+    return True

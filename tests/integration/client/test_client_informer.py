@@ -8,6 +8,7 @@ import contextlib
 import httpx
 import pytest
 
+from timoner.api.errors import NotFound
 from timoner.api.selectors import parse_label_selector
 from timoner.client import Client, Informer, load_kubeconfig, resource_for
 
@@ -55,9 +56,10 @@ async def test_sync_handlers_and_lister(client, ns, eventually):
     informer.add_handler(lambda o: order.append("h2"))
     assert not informer.has_synced.is_set()
     async with running(informer):
-        # The first list (three pages of two) delivered everything as adds, before has_synced.
-        assert sorted(first.events) == [("add", f"c{i}") for i in range(5)]
-        assert order == ["h1", "h2"] * 5
+        # The first list (three pages of two) delivered everything as adds, before has_synced: the five and
+        # the namespace's own kube-root-ca.crt.
+        assert sorted(first.events) == [("add", f"c{i}") for i in range(5)] + [("add", "kube-root-ca.crt")]
+        assert order == ["h1", "h2"] * 6
         # A late handler is replayed the current state.
         informer.add_handler(second.add, second.update, second.delete)
         assert sorted(second.events) == sorted(first.events)
@@ -66,9 +68,9 @@ async def test_sync_handlers_and_lister(client, ns, eventually):
         assert lister.get(ns, "c1")["metadata"]["name"] == "c1"
         assert lister.get(ns, "missing") is None and lister.get("other", "c1") is None
         assert [o["metadata"]["name"] for o in lister.list(ns, parse_label_selector("tier=b"))] == ["c3", "c4"]
-        assert len(lister.list()) == 5 and lister.list("other") == []
+        assert len(lister.list()) == 6 and lister.list("other") == []
         assert [o["metadata"]["name"] for o in lister.list(selector=parse_label_selector("tier notin (b)"))] == \
-            ["c0", "c1", "c2"]
+            ["c0", "c1", "c2", "kube-root-ca.crt"]
 
         first.events.clear()
         await client.patch(CONFIGMAPS, "c0", {"data": {"x": "1"}}, namespace=ns)
@@ -115,6 +117,8 @@ async def test_resumes_after_stream_timeout_without_relisting(api, ns, eventuall
         rec = Recorder()
         informer.add_handler(rec.add, rec.update, rec.delete)
         async with running(informer):
+            assert rec.events == [("add", "kube-root-ca.crt")]  # what the namespace held from the start
+            rec.events.clear()
             await eventually(lambda: client.watches >= 3, timeout=15, what="two stream timeouts")
             await client.create(CONFIGMAPS, {"metadata": {"name": "late"}}, namespace=ns)
             await eventually(lambda: rec.events == [("add", "late")], what="event after resume")
@@ -127,6 +131,8 @@ async def test_dropped_stream_relists(api, ns, eventually):
         rec = Recorder()
         informer.add_handler(rec.add, rec.update, rec.delete)
         async with running(informer):
+            assert rec.events == [("add", "kube-root-ca.crt")]  # what the namespace held from the start
+            rec.events.clear()
             client.cut_next = True
             await client.create(CONFIGMAPS, {"metadata": {"name": "a"}}, namespace=ns)
             await eventually(lambda: client.watches >= 2, what="watch restarted")
@@ -141,6 +147,8 @@ async def test_relist_after_expired_history_delivers_the_differences(server, eve
     """Changes the watch missed, after the server forgot them, come back as deletes, updates and adds."""
     async with Client(load_kubeconfig(server.kubeconfig)) as client:
         ns = "default"
+        # The namespace's kube-root-ca.crt is published just after the server starts: let it be there first.
+        await eventually(lambda: _exists(client, ns, "kube-root-ca.crt"), what="kube-root-ca.crt in default")
         for name in ("gone", "changed", "same"):
             await client.create(CONFIGMAPS, {"metadata": {"name": name}}, namespace=ns)
         informer = Informer(client, CONFIGMAPS, namespace=ns)
@@ -163,11 +171,20 @@ async def test_relist_after_expired_history_delivers_the_differences(server, eve
             server.call(_end_frozen(server.server.cache))
             await eventually(lambda: informer.relists == 1 and len(rec.events) >= 3, what="relist")
             assert sorted(rec.events) == [("add", "new"), ("delete", "gone"), ("update", "changed")]
-            assert sorted(o["metadata"]["name"] for o in informer.lister.list(ns)) == ["changed", "new", "same"]
+            assert sorted(o["metadata"]["name"] for o in informer.lister.list(ns)) == [
+                "changed", "kube-root-ca.crt", "new", "same"]
             assert informer.lister.get(ns, "changed")["data"] == {"v": "2"}
             # Watching goes on from the relist.
             await client.delete(CONFIGMAPS, "same", namespace=ns)
             await eventually(lambda: rec.events[-1] == ("delete", "same"), what="event after relist")
+
+
+async def _exists(client, namespace: str, name: str) -> bool:
+    try:
+        await client.get(CONFIGMAPS, name, namespace=namespace)
+    except NotFound:
+        return False
+    return True
 
 
 async def _freeze(cache):

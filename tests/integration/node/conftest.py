@@ -13,6 +13,7 @@ from node_helpers import FAST_PODS, cancel_all, start_pod_agent
 from timoner.client import Client, load_kubeconfig
 from timoner.node.agent import Agent
 from timoner.node.config import AgentConfig
+from timoner.node.pods import pods_with_volumes, remove_pod_volumes
 from timoner.testing import ServerThread
 
 
@@ -36,10 +37,16 @@ def node_name():
 @pytest.fixture
 def config(tmp_path, node_name):
     """Fast intervals so the real loops run many times within a test; 127.0.0.1 as the node IP; the node
-    server (started when the agent has a runtime) on a port the OS picks, so parallel tests never clash."""
-    return AgentConfig(node_name=node_name, root_dir=tmp_path / "agent", node_ip="127.0.0.1",
-                       lease_interval=0.1, status_update_interval=0.05, status_report_interval=3600.0,
-                       kubelet_port=0)
+    server (started when the agent has a runtime) on a port the OS picks, so parallel tests never clash.
+
+    Afterwards, once the test's agents are gone, what their pods still have mounted (every pod has a
+    projected service-account token volume, a tmpfs under root) is unmounted, as `timoner up` does on exit."""
+    config = AgentConfig(node_name=node_name, root_dir=tmp_path / "agent", node_ip="127.0.0.1",
+                         lease_interval=0.1, status_update_interval=0.05, status_report_interval=3600.0,
+                         kubelet_port=0)
+    yield config
+    for uid in pods_with_volumes(config.root_dir):
+        remove_pod_volumes(config.root_dir / "pods" / uid)
 
 
 @pytest.fixture

@@ -293,7 +293,9 @@ async def test_volumes_are_unmounted_and_removed_when_the_pod_is_deleted(
     await client.create(PODS, make_pod("gone", node_name, volumes=volumes, mounts=mounts), namespace=namespace)
     pod = await running_pod(client, namespace, "gone", eventually)
     pod_dir = config.root_dir / "pods" / pod["metadata"]["uid"]
-    assert sorted(Path(p).name for p in host_mounts_under(pod_dir)) == ["mem", "sec"]
+    # Memory-backed: the Memory emptyDir, the secret and (as upstream) the projected service-account token volume.
+    token = next(v["name"] for v in pod["spec"]["volumes"] if v["name"].startswith("kube-api-access-"))
+    assert sorted(Path(p).name for p in host_mounts_under(pod_dir)) == sorted(["mem", "sec", token])
 
     await client.delete(PODS, "gone", namespace=namespace)
 

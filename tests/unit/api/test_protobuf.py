@@ -323,6 +323,8 @@ def test_json_names_match_the_openapi_schema() -> None:
 
     checked = 0
     for resource in BUILTIN:
+        if resource.group == "apiextensions.k8s.io":
+            continue  # CRDs are JSON-only (docs/ARCHITECTURE.md, "Deliberate differences"); tested below
         assert pool.FindMessageTypeByName(protobuf._message_name(resource.api_version, resource.kind))
     for name in _all_message_names(pool):
         definition = defs.get("io." + name.replace("k8s.io.", "k8s.", 1))
@@ -333,6 +335,11 @@ def test_json_names_match_the_openapi_schema() -> None:
         assert keys(descriptor) - {"apiVersion", "kind"} == properties, name
         checked += 1
     assert checked > 300
+
+
+def test_a_crd_sent_as_protobuf_is_refused_with_a_clear_message() -> None:
+    with pytest.raises(BadRequest, match="send it as application/json"):
+        decode_protobuf(_envelope("apiextensions.k8s.io/v1", "CustomResourceDefinition", b""))
 
 
 def _all_message_names(pool: Any) -> list[str]:

@@ -201,7 +201,7 @@ def _finish(managers: dict[tuple[str, str, str, str], ManagedEntry], before: Map
 
 
 def track_update(live: Any, new: dict[str, Any], *, managed_fields: Any, manager: str, api_version: str,
-                 definition: str | None, now: str, subresource: str = "",
+                 definition: str | Mapping[str, Any] | None, now: str, subresource: str = "",
                  ignored: frozenset[Path] = frozenset()) -> list[dict[str, Any]]:
     """The `managedFields` after `manager` changed `live` (None when creating) into `new` by an Update."""
     node = root_node(definition)
@@ -220,7 +220,7 @@ def track_update(live: Any, new: dict[str, Any], *, managed_fields: Any, manager
 
 
 def apply_config(live: dict[str, Any] | None, config: dict[str, Any], *, managed_fields: Any, manager: str,
-                 api_version: str, definition: str | None, force: bool, now: str,
+                 api_version: str, definition: str | Mapping[str, Any] | None, force: bool, now: str,
                  subresource: str = "", ignored: frozenset[Path] = frozenset()) -> ApplyResult:
     """Apply `config` as `manager` onto `live` (None to create); ApplyConflict unless `force`."""
     node = root_node(definition)

@@ -36,8 +36,11 @@ Node = Mapping[str, Any] | None
 _KEY_DEFAULTS = {"protocol": "TCP"}
 
 
-def root_node(definition: str | None) -> Node:
-    """The schema node of a whole object of `definition`, or None for free-form (custom) kinds."""
+def root_node(definition: str | Mapping[str, Any] | None) -> Node:
+    """The schema node of a whole object of `definition` (a definition name, or a custom resource's schema
+    node itself), or None for free-form kinds."""
+    if isinstance(definition, Mapping):
+        return definition
     return {"$ref": f"#/$defs/{definition}"} if definition else None
 
 

@@ -21,7 +21,16 @@ from dataclasses import dataclass
 
 from timoner.api.errors import Cause
 from timoner.api.registry import ResourceInfo
-from timoner.api.validation import _apps, _batch, _core, _other, _rbac, _service, _storage
+from timoner.api.validation import (
+    _admissionregistration,
+    _apps,
+    _batch,
+    _core,
+    _other,
+    _rbac,
+    _service,
+    _storage,
+)
 from timoner.api.validation._field import Path
 from timoner.api.validation._meta import validate_object_meta
 from timoner.api.validation._names import (
@@ -82,6 +91,11 @@ _RULES: dict[tuple[str, str], KindRules] = {
     ("storage.k8s.io", "StorageClass"): KindRules(_SUBDOMAIN, _storage.validate_storage_class),
     ("scheduling.k8s.io", "PriorityClass"): KindRules(_SUBDOMAIN, _other.validate_priority_class),
     ("node.k8s.io", "RuntimeClass"): KindRules(_SUBDOMAIN, _other.validate_runtime_class),
+    ("apiextensions.k8s.io", "CustomResourceDefinition"): KindRules(_SUBDOMAIN, _other.validate_crd),
+    ("admissionregistration.k8s.io", "MutatingWebhookConfiguration"):
+        KindRules(_SUBDOMAIN, _admissionregistration.validate_mutating_webhook_configuration),
+    ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration"):
+        KindRules(_SUBDOMAIN, _admissionregistration.validate_validating_webhook_configuration),
     (_RBAC, "Role"): KindRules(name_is_path_segment, _rbac.validate_role),
     (_RBAC, "ClusterRole"): KindRules(name_is_path_segment, _rbac.validate_cluster_role),
     (_RBAC, "RoleBinding"): KindRules(name_is_path_segment, _rbac.validate_role_binding),

@@ -447,3 +447,18 @@ def validate_runtime_class(obj: dict, old: dict | None) -> list[Cause]:
     if old is not None:
         causes.extend(immutable(handler, old.get("handler") or "", Path("handler")))
     return causes
+
+
+def validate_crd(crd: dict, old: dict | None) -> list[Cause]:
+    """apiextensions' CRD validation (`timoner.api.crd`), on create or update."""
+    from timoner.api.crd import validate_crd as on_create
+    from timoner.api.crd import validate_crd_update as on_update
+    from timoner.api.crd.cel import compile_causes
+
+    causes = on_create(crd) if old is None else on_update(crd, old)
+    spec = crd.get("spec")
+    for i, version in enumerate((spec.get("versions") if isinstance(spec, dict) else None) or ()):
+        schema = ((version.get("schema") or {}) if isinstance(version, dict) else {}).get("openAPIV3Schema")
+        if isinstance(schema, dict):
+            causes += compile_causes(schema, f"spec.versions[{i}].schema.openAPIV3Schema", shape_checks=False)
+    return causes

@@ -76,7 +76,10 @@ class WebhookClient:
                     raise CallError(f"could not get REST client: unable to load root certificates: {exc}") from None
             else:
                 context = ssl.create_default_context()
-            client = httpx.AsyncClient(verify=context, trust_env=False)
+            # Keep as many connections alive as requests run at once: with httpx's default of 20, a busier
+            # API server would open (and TLS-handshake) a new connection for most calls.
+            client = httpx.AsyncClient(verify=context, trust_env=False,
+                                       limits=httpx.Limits(max_connections=256, max_keepalive_connections=256))
             self._clients[ca_bundle] = client
         return client
 

@@ -139,6 +139,15 @@ class TimonerServer:
         return [ln for ln in text.splitlines()
                 if re.search(r"ERROR|Traceback|Exception|CRITICAL", ln)]
 
+    def check_stopped(self, errors: list[str], results: dict) -> None:
+        """After `stop()`: a failed exit on SIGTERM and error lines in the log are errors of the run."""
+        if self.exit_code not in (0, None):
+            errors.append(f"timoner server exited with {self.exit_code} on SIGTERM")
+        problems = self.log_problems()
+        if problems:
+            errors.append(f"timoner server log has {len(problems)} error lines, first: {problems[0]}")
+            results["server_log_errors"] = problems[:20]
+
 
 class Etcd:
     """Debian's `etcd` on loopback: a plain HTTP client URL and, given a cert, an HTTPS one too."""

@@ -716,12 +716,7 @@ def run(args: argparse.Namespace, workdir: Path, results: dict, errors: list[str
             errors.append("timoner server died during the run")
     finally:
         server.stop()
-    if server.exit_code not in (0, None):
-        errors.append(f"timoner server exited with {server.exit_code} on SIGTERM")
-    problems = server.log_problems()
-    if problems:
-        errors.append(f"timoner server log has {len(problems)} error lines, first: {problems[0]}")
-        results["server_log_errors"] = problems[:20]
+    server.check_stopped(errors, results)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,10 +14,8 @@ off; garbage collection removes the children.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
-import signal
 import sys
 import threading
 import time
@@ -125,26 +123,8 @@ class Operator:
         except NotFoundError:
             if value is None:
                 return
-        configmaps.create(namespace=self.namespace, body={
-            "apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": W.INDEX, "labels": {"app.kubernetes.io/managed-by": "website-operator"}},
-            "data": {key: value}})
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--namespace", required=True)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    log.info("watching Websites in %s", args.namespace)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop at once; the watches are daemon threads
-    while True:
-        try:
-            Operator(args.namespace).run()
-        except Exception:
-            log.exception("operator failed; starting again")
-            time.sleep(1)
+        configmaps.create(namespace=self.namespace, body=W.index_config_map(key, value))
 
 
 if __name__ == "__main__":
-    main()
+    W.main(Operator, __doc__.splitlines()[0])

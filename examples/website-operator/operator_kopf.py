@@ -81,11 +81,8 @@ def set_index_entry(namespace: str, key: str, value: str | None) -> None:
             raise
     if value is None:
         return
-    index = {"apiVersion": "v1", "kind": "ConfigMap",
-             "metadata": {"name": W.INDEX, "labels": {"app.kubernetes.io/managed-by": "website-operator"}},
-             "data": {key: value}}
     try:
-        core.create_namespaced_config_map(namespace, client.V1ConfigMap.from_dict(index))
+        core.create_namespaced_config_map(namespace, client.V1ConfigMap.from_dict(W.index_config_map(key, value)))
     except ApiException as exc:
         if exc.status != 409:
             raise

@@ -12,13 +12,10 @@ takes its finalizer off; garbage collection removes the children.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
-import signal
 import sys
 import threading
-import time
 
 from lightkube import ApiError, Client, operators
 from lightkube.generic_resource import create_namespaced_resource
@@ -105,26 +102,8 @@ class Operator:
                 raise
         if value is None:
             return
-        self.client.create(ConfigMap.from_dict({
-            "metadata": {"name": W.INDEX, "labels": {"app.kubernetes.io/managed-by": "website-operator"}},
-            "data": {key: value}}))
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--namespace", required=True)
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
-    log.info("watching Websites in %s", args.namespace)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop at once; the watches are daemon threads
-    while True:
-        try:
-            Operator(args.namespace).run()
-        except Exception:
-            log.exception("operator failed; starting again")
-            time.sleep(1)
+        self.client.create(ConfigMap.from_dict(W.index_config_map(key, value)))
 
 
 if __name__ == "__main__":
-    main()
+    W.main(Operator, __doc__.splitlines()[0], quiet=("httpx",))  # httpx logs one line per request

@@ -14,10 +14,15 @@ Everything here is plain dictionaries; the operators add ownerReferences and tal
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import hashlib
+import logging
 import os
+import signal
+import sys
 import threading
+import time
 
 GROUP = "example.timoner.dev"
 VERSION = "v1"
@@ -84,6 +89,13 @@ def children(website: dict) -> list[dict]:
                "spec": {"selector": pod_labels,
                         "ports": [{"name": "http", "port": port, "targetPort": "http"}]}}
     return [configmap, deployment, service]
+
+
+def index_config_map(key: str, value: str) -> dict:
+    """The index ConfigMap as it is first created, with one entry."""
+    return {"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": INDEX, "labels": {"app.kubernetes.io/managed-by": "website-operator"}},
+            "data": {key: value}}
 
 
 def index_entry(website: dict) -> tuple[str, str]:
@@ -186,3 +198,25 @@ def run_worker(queue: WorkQueue, reconcile, logger, is_conflict) -> None:
                 continue
             logger.exception("reconciling %s failed; retrying", name)
             queue.add(name, delay=1.0)
+
+
+def main(operator, description: str, *, quiet: tuple[str, ...] = ()) -> None:
+    """Command line of the hand-written operators: `--namespace NS`, then `operator(NS).run()` for ever.
+
+    `quiet` names loggers that would log every request. A failed run is logged and started afresh.
+    """
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--namespace", required=True)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    for name in quiet:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    log = logging.getLogger("website-operator")
+    log.info("watching Websites in %s", args.namespace)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop at once; the watches are daemon threads
+    while True:
+        try:
+            operator(args.namespace).run()
+        except Exception:
+            log.exception("operator failed; starting again")
+            time.sleep(1)

@@ -94,3 +94,18 @@ def test_up_runs_a_pod_and_stops_it_on_exit(tmp_path):
         _stop(proc)
     assert proc.proc.returncode == 0
     assert subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode == 1  # no process left
+
+
+def test_up_kills_a_container_that_ignores_sigterm_after_the_shutdown_grace_period(tmp_path):
+    """A container that ignores SIGTERM (`sleep` as its PID namespace's init) is killed once the grace is over."""
+    marker = f"grace-marker-{tmp_path.name}"
+    with TimonerUp(tmp_path / "data", extra=("--shutdown-grace-period", "3")) as up:
+        up.kubectl("run", "p", "--image=busybox", "--restart=Never", "--command", "--",
+                   "sh", "-c", f"trap '' TERM; echo {marker}; while true; do sleep 1; done")
+        up.kubectl("wait", "--for=condition=Ready", "pod/p", "--timeout=60s")
+        assert subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode == 0
+        started = time.monotonic()
+        assert up.stop() == 0
+        took = time.monotonic() - started
+    assert 3 <= took < 10, took
+    assert subprocess.run(["pgrep", "-f", marker], capture_output=True).returncode == 1  # no process left

@@ -30,3 +30,8 @@ def test_controllers_take_kube_controller_managers_cidr_and_slice_flags():
     args = _parser().parse_args(["controllers", "--kubeconfig", "k", "--cluster-cidr", "10.244.0.0/16",
                                  "--node-cidr-mask-size", "26", "--max-endpoints-per-slice", "50"])
     assert (args.cluster_cidr, args.node_cidr_mask_size, args.max_endpoints_per_slice) == ("10.244.0.0/16", 26, 50)
+
+
+def test_up_takes_a_shutdown_grace_period_of_10_seconds_by_default():
+    assert _parser().parse_args(["up", "--data-dir", "d"]).shutdown_grace_period == 10
+    assert _parser().parse_args(["up", "--data-dir", "d", "--shutdown-grace-period", "0"]).shutdown_grace_period == 0

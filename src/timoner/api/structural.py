@@ -42,7 +42,7 @@ from timoner.api._gojson import base64_error, quantity_error, time_error
 from timoner.api.errors import BadRequest
 from timoner.api.schema import definitions, ref_name
 
-__all__ = ["CompiledSchema", "DecodeResult", "compile_schema", "decode", "decode_with_schema"]
+__all__ = ["CompiledSchema", "DecodeResult", "compile_schema", "decode", "decode_with_schema", "prune"]
 
 _INT32 = (-(2**31), 2**31 - 1)
 _INT64 = (-(2**63), 2**63 - 1)
@@ -109,6 +109,14 @@ def _describe(value: Any) -> str:
 
 def _join(key: str, rel: str) -> str:
     return key + rel if rel[0] == "[" else f"{key}.{rel}"
+
+
+def _under(unknown: list[str] | None, key: str, found: list[str]) -> list[str]:
+    """`unknown` (a new list if None) with the paths `found` below `key` (a field, or `[i]`) added."""
+    if unknown is None:
+        unknown = []
+    unknown.extend([_join(key, rel) for rel in found])
+    return unknown
 
 
 # --- nodes -------------------------------------------------------------------------------------------
@@ -314,9 +322,7 @@ class _Struct(_Node):
                     exc.struct = self.go_name
                 raise
             if found:
-                if unknown is None:
-                    unknown = []
-                unknown.extend([_join(key, rel) for rel in found])
+                unknown = _under(unknown, key, found)
             if not item and key in self.omit_empty and type(item) in (dict, list):
                 if drop is None:
                     drop = []
@@ -354,9 +360,7 @@ class _Map(_Node):
                 continue
             found = node.walk(item, report)
             if found:
-                if unknown is None:
-                    unknown = []
-                unknown.extend([_join(key, rel) for rel in found])
+                unknown = _under(unknown, key, found)
         return unknown
 
 
@@ -384,10 +388,7 @@ class _Array(_Node):
                 continue
             found = node.walk(item, report)
             if found:
-                if unknown is None:
-                    unknown = []
-                prefix = f"[{index}]"
-                unknown.extend([_join(prefix, rel) for rel in found])
+                unknown = _under(unknown, f"[{index}]", found)
         return unknown
 
 
@@ -421,6 +422,104 @@ class _SchemaPropsOr(_Node):
             exc.struct = None
             raise
         return None
+
+
+class _Prune(_Node):
+    """A structural-schema node in untyped mode: apiextensions' schema/pruning for custom resources.
+
+    What the schema does not describe goes, whatever the value's JSON type (an object where the
+    schema has a string loses its fields, as upstream prunes by the value's shape); types and nulls
+    are left to schema validation. `None` for a node is upstream's nil schema: everything in an
+    object below it goes. Metadata of the resource and of embedded resources is ObjectMeta.
+    """
+
+    __slots__ = ("fields", "has_extra", "extra", "items", "preserve", "embedded")
+
+    def __init__(self, *, preserve: bool, embedded: bool) -> None:
+        self.go_type = "interface {}"
+        self.fields: dict[str, _Node] = {}  # properties (and `metadata` of an embedded resource)
+        self.has_extra = False  # additionalProperties given (true, or a schema)
+        self.extra: _Prune | None = None  # its schema; None for `true`, which prunes everything below
+        self.items: _Prune | None = None
+        self.preserve = preserve  # x-kubernetes-preserve-unknown-fields: skipPrune
+        self.embedded = embedded  # x-kubernetes-embedded-resource (or the resource root)
+
+    def walk(self, value: Any, report: bool) -> list[str] | None:
+        if self.preserve:
+            return self.skip(value, report)
+        kind = type(value)
+        if kind is list:
+            return _prune_items(value, self.items, report, skip=False)
+        if kind is not dict:
+            return None
+        unknown: list[str] | None = None
+        drop: list[str] | None = None
+        for key, item in value.items():
+            if self.embedded and key in ("apiVersion", "kind") and type(item) is str:
+                continue
+            node = self.fields.get(key)
+            if node is None and not self.has_extra:
+                if drop is None:
+                    drop = []
+                drop.append(key)
+                if report:
+                    if unknown is None:
+                        unknown = []
+                    unknown.append(key)
+                continue
+            found = _prune_with(item, node if node is not None else self.extra, report)
+            if found:
+                unknown = _under(unknown, key, found)
+        if drop:
+            for key in drop:
+                del value[key]
+        return unknown
+
+    def skip(self, value: Any, report: bool) -> list[str] | None:
+        """skipPrune: unknown fields stay, the known ones are pruned by their schemas."""
+        kind = type(value)
+        if kind is list:
+            return _prune_items(value, self.items, report, skip=True)
+        if kind is not dict:
+            return None
+        unknown: list[str] | None = None
+        for key, item in value.items():
+            node = self.fields.get(key)
+            if node is None and not self.has_extra:
+                continue
+            if self.embedded and key in ("apiVersion", "kind"):
+                continue
+            found = _prune_with(item, node if node is not None else self.extra, report)
+            if found:
+                unknown = _under(unknown, key, found)
+        return unknown
+
+
+def _prune_with(value: Any, node: _Node | None, report: bool) -> list[str] | None:
+    """prune(value, node), where a None node is upstream's nil schema."""
+    if value is None:
+        return None  # nothing to prune in a null; ObjectMeta's node would take it for a type error
+    if node is not None:
+        return node.walk(value, report)
+    kind = type(value)
+    if kind is dict:
+        unknown = list(value) if report else None
+        value.clear()
+        return unknown
+    if kind is list:
+        return _prune_items(value, None, report, skip=False)
+    return None
+
+
+def _prune_items(value: list, node: _Prune | None, report: bool, *, skip: bool) -> list[str] | None:
+    if skip and node is None:
+        return None  # skipPrune of a nil schema keeps everything
+    unknown: list[str] | None = None
+    for index, item in enumerate(value):
+        found = node.skip(item, report) if skip else _prune_with(item, node, report)  # type: ignore[union-attr]
+        if found:
+            unknown = _under(unknown, f"[{index}]", found)
+    return unknown
 
 
 # --- compiling ---------------------------------------------------------------------------------------
@@ -501,6 +600,8 @@ def _compile_definition(name: str, *, lenient: bool) -> _Node:
 
 def _compile(schema: Mapping[str, Any], *, lenient: bool, embedded_meta: bool = False) -> _Node:
     """Compile an inline schema node (a property, an item, a CRD structural schema)."""
+    if lenient:
+        return _compile_pruner(schema, embedded_meta=embedded_meta)
     name = ref_name(schema)
     if name is not None:
         return _compile_definition(name, lenient=lenient)
@@ -550,6 +651,31 @@ def _compile(schema: Mapping[str, Any], *, lenient: bool, embedded_meta: bool = 
     return _Any()
 
 
+def _compile_pruner(schema: Mapping[str, Any], *, embedded_meta: bool = False) -> _Prune:
+    """Compile a structural schema for untyped mode (custom resources): pruning only."""
+    embedded = bool(schema.get("x-kubernetes-embedded-resource")) or embedded_meta
+    node = _Prune(preserve=bool(schema.get("x-kubernetes-preserve-unknown-fields")), embedded=embedded)
+    for field, sub in (schema.get("properties") or {}).items():
+        if isinstance(sub, Mapping):
+            node.fields[field] = _compile_pruner(sub)
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, Mapping):
+        node.has_extra, node.extra = True, _compile_pruner(extra)
+    elif extra is True:
+        node.has_extra = True
+    items = schema.get("items")
+    if isinstance(items, Mapping):
+        node.items = _compile_pruner(items)
+    if embedded:
+        # Embedded resources (and every custom resource's root): metadata is ObjectMeta whatever the
+        # schema says about it (objectmeta.Coerce), walked typed as the decoder would.
+        node.fields["metadata"] = _compile_definition(_OBJECT_META, lenient=False)
+    if embedded_meta:
+        # The resource root never loses apiVersion and kind, whatever their type (isResourceRoot).
+        node.fields["apiVersion"] = node.fields["kind"] = _Any("string")
+    return node
+
+
 @dataclass(frozen=True, slots=True)
 class CompiledSchema:
     """A JSON-schema node compiled for `decode_with_schema`; compile once per CRD version."""
@@ -558,10 +684,13 @@ class CompiledSchema:
     typed: bool
 
 
-def compile_schema(schema: Mapping[str, Any], *, typed: bool = True) -> CompiledSchema:
-    """Compile a structural schema whose root is a whole object (apiVersion, kind, ObjectMeta metadata)."""
+def compile_schema(schema: Mapping[str, Any], *, typed: bool = True, resource: bool = True) -> CompiledSchema:
+    """Compile a structural schema whose root is a whole object (apiVersion, kind, ObjectMeta metadata).
+
+    `resource=False` compiles a schema for a value that is not a resource (a `default`).
+    """
     with _LOCK:
-        root = _compile(schema, lenient=not typed, embedded_meta=True)
+        root = _compile(schema, lenient=not typed, embedded_meta=resource)
         _READY.update(_COMPILING)
     return CompiledSchema(root, typed)
 
@@ -577,6 +706,18 @@ def _run(root: _Node, obj: dict, *, kind: str, api_version: str) -> DecodeResult
         detail = exc.render(kind)
         raise BadRequest(f'{kind} in version "{version}" cannot be handled as a {kind}: {detail}') from None
     return DecodeResult(unknown_fields=unknown or [])
+
+
+def prune(value: Any, compiled: CompiledSchema) -> list[str] | None:
+    """Prune `value` in place with an untyped (`typed=False`) schema; the removed fields' paths, in order met.
+
+    None when the value cannot be walked at all (ObjectMeta of the wrong type, which decoding
+    refuses with a 400).
+    """
+    try:
+        return compiled.root.walk(value, True) or []
+    except _Mismatch:
+        return None
 
 
 def decode(obj: dict, definition: str, *, kind: str, api_version: str) -> DecodeResult:

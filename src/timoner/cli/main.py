@@ -41,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
         if name == "up":
             p.add_argument("--cluster-cidr", type=ipv4_cidr, default="100.64.0.0/16",
                            help="the pods' addresses; each node gets a /24 of it (default 100.64.0.0/16)")
+            p.add_argument("--shutdown-grace-period", type=_non_negative, default=10, metavar="SECONDS",
+                           help="on exit, how long containers get between SIGTERM and SIGKILL (default 10)")
             add_network_flags(p)
         p.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv for debug)")
     ctrl = sub.add_parser("controllers", help="run the controller manager (Deployments, ReplicaSets, ...)")
@@ -165,7 +167,7 @@ async def _run(args: argparse.Namespace) -> int:
         parts.append(asyncio.create_task(scheduler_main(server.kubeconfig), name="scheduler"))
         parts.append(asyncio.create_task(agent_main(
             server.kubeconfig, runtime="process", root_dir=agent_dir, port=0, stop_containers_on_exit=True,
-            pod_network=network, pod_config=pod_config), name="agent"))
+            shutdown_grace=args.shutdown_grace_period, pod_network=network, pod_config=pod_config), name="agent"))
         if network is not None:
             from ._network import serve_node_network
 

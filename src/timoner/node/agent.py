@@ -208,12 +208,14 @@ def _cluster_ca(client: Client) -> bytes | None:
 
 async def main(kubeconfig: Path, *, node_name: str | None = None, runtime: str = "process",
                root_dir: Path | None = None, port: int = 10250, stop_containers_on_exit: bool = False,
+               shutdown_grace: float = 10.0,
                max_pods: int = DEFAULT_MAX_PODS, pod_network: PodNetworkPlugin | None = None,
                pod_config: PodWorkerConfig | None = None) -> None:
     """`timoner agent`: run this machine's node agent against the cluster in `kubeconfig` until cancelled.
 
     Containers normally outlive the agent (a restarted agent re-adopts them, as kubelet does);
-    `stop_containers_on_exit` stops them instead, for `timoner up`, whose cluster ends with it.
+    `stop_containers_on_exit` stops them instead (SIGKILL after `shutdown_grace` seconds), for `timoner up`,
+    whose cluster ends with it.
     `pod_network` gives pods their own network (none: the host's).
     """
     config = AgentConfig(node_name=node_name or default_node_name(), runtime=runtime, kubelet_port=port,
@@ -233,7 +235,7 @@ async def main(kubeconfig: Path, *, node_name: str | None = None, runtime: str =
             if runtime_impl is not None:
                 await runtime_impl.close()
                 if stop_containers_on_exit:
-                    await _stop_all(config.root_dir / "process")
+                    await _stop_all(config.root_dir / "process", grace=shutdown_grace)
                     await asyncio.to_thread(_remove_all_volumes, config.root_dir)
 
 

@@ -7,10 +7,7 @@ import pytest
 from timoner.api import errors
 from timoner.api.registry import BUILTIN
 from timoner.apiserver.admission import CREATE, DELETE, PLUGIN_ORDER, UPDATE, AdmissionChain, Attributes
-from timoner.apiserver.objects import validate_object
-from timoner.apiserver.store import Store, _decode
-from timoner.apiserver.watchcache import WatchCache
-from timoner.storage import open_backend
+from timoner.apiserver.store import Store
 
 CONFIGMAPS = next(r for r in BUILTIN if r.plural == "configmaps" and not r.group)
 NAMESPACES = next(r for r in BUILTIN if r.plural == "namespaces" and not r.group)
@@ -71,15 +68,10 @@ async def test_mutating_phase_then_validating_phase_only_for_handling_plugins():
 
 
 @pytest.fixture
-async def store():
-    backend = await open_backend("memory://")
-    cache = WatchCache(backend, decode=_decode)
-    await cache.start()
-    s = Store(backend, cache, validate=validate_object)
-    await s.create(NAMESPACES, None, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ns"}})
-    yield s
-    await cache.stop()
-    await backend.close()
+async def store(store: Store) -> Store:
+    """conftest's Store, with the namespace "ns" in it."""
+    await store.create(NAMESPACES, None, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ns"}})
+    return store
 
 
 def _cm(**meta) -> dict:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
 from timoner.api import errors
@@ -11,27 +9,12 @@ from timoner.api.defaults import apply_defaults
 from timoner.api.registry import builtin_index
 from timoner.apiserver.admission import CREATE, UPDATE, Attributes
 from timoner.apiserver.admission._limitranger import LimitRanger, default_pod, validate_claim, validate_pod
-from timoner.apiserver.objects import validate_object
-from timoner.apiserver.store import Store, _decode
-from timoner.apiserver.watchcache import WatchCache
-from timoner.storage import MemoryBackend
+from timoner.apiserver.store import Store
 
 INDEX = builtin_index()
 PODS = INDEX[("", "v1", "pods")]
 CLAIMS = INDEX[("", "v1", "persistentvolumeclaims")]
 LIMIT_RANGES = INDEX[("", "v1", "limitranges")]
-
-
-@pytest.fixture
-async def store() -> AsyncIterator[Store]:
-    backend = MemoryBackend()
-    cache = WatchCache(backend, decode=_decode)
-    await cache.start()
-    try:
-        yield Store(backend, cache, validate=validate_object)
-    finally:
-        await cache.stop()
-        await backend.close()
 
 
 def limit_range(*items: dict, name: str = "lr") -> dict:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -11,10 +10,7 @@ from timoner.api import errors
 from timoner.api.registry import builtin_index
 from timoner.apiserver.admission import CREATE, UPDATE, Attributes
 from timoner.apiserver.admission._resourcequota import ResourceQuota
-from timoner.apiserver.objects import validate_object
-from timoner.apiserver.store import Store, _decode
-from timoner.apiserver.watchcache import WatchCache
-from timoner.storage import MemoryBackend
+from timoner.apiserver.store import Store
 
 INDEX = builtin_index()
 PODS = INDEX[("", "v1", "pods")]
@@ -22,18 +18,6 @@ SERVICES = INDEX[("", "v1", "services")]
 CLAIMS = INDEX[("", "v1", "persistentvolumeclaims")]
 CONFIGMAPS = INDEX[("", "v1", "configmaps")]
 QUOTAS = INDEX[("", "v1", "resourcequotas")]
-
-
-@pytest.fixture
-async def store() -> AsyncIterator[Store]:
-    backend = MemoryBackend()
-    cache = WatchCache(backend, decode=_decode)
-    await cache.start()
-    try:
-        yield Store(backend, cache, validate=validate_object)
-    finally:
-        await cache.stop()
-        await backend.close()
 
 
 async def add_quota(store: Store, name: str, hard: dict, *, used: dict | None = None, status: bool = True,

@@ -12,6 +12,9 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlparse
 
+from timoner.api.crd._json import as_dict as _dict
+from timoner.api.crd._json import as_list as _list
+from timoner.api.crd._json import as_str as _str
 from timoner.api.errors import Cause
 from timoner.api.validation._field import Path, forbidden, invalid, not_supported, required
 from timoner.api.validation._names import is_dns1035_label, is_dns1123_label
@@ -19,18 +22,6 @@ from timoner.api.validation._names import is_dns1035_label, is_dns1123_label
 __all__ = ["validate_conversion"]
 
 _REVIEW_VERSIONS = ("v1", "v1beta1")
-
-
-def _dict(value: Any) -> dict:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list:
-    return value if isinstance(value, list) else []
-
-
-def _str(value: Any) -> str:
-    return value if isinstance(value, str) else ""
 
 
 def validate_conversion(conversion: Any, old_spec: dict | None, preserve: bool, path: Path) -> list[Cause]:

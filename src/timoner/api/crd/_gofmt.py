@@ -8,9 +8,9 @@ with `%#v` of a `map[string]interface {}`. These helpers reproduce both.
 from __future__ import annotations
 
 import json
-import math
-from decimal import Decimal
 from typing import Any
+
+from timoner.api.patch._gofmt import go_float
 
 __all__ = ["go_interface", "go_number", "go_value"]
 
@@ -21,26 +21,7 @@ def go_number(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
-    f = float(value)
-    if math.isinf(f):
-        return "+Inf" if f > 0 else "-Inf"
-    if math.isnan(f):
-        return "NaN"
-    if f == 0:
-        return "0"
-    # repr() gives the shortest round-trip digits, as strconv does; only the switch to
-    # exponent form differs (Go's %v: exponent < -4 or >= 6).
-    sign, digits, exponent = Decimal(repr(f)).normalize().as_tuple()
-    text = "".join(map(str, digits))
-    decimal_exp = len(text) + int(exponent) - 1
-    prefix = "-" if sign else ""
-    if decimal_exp < -4 or decimal_exp >= 6:
-        body = text[0] + ("." + text[1:] if len(text) > 1 else "")
-        return f"{prefix}{body}e{'+' if decimal_exp >= 0 else '-'}{abs(decimal_exp):02d}"
-    fixed = format(Decimal(repr(abs(f))), "f")
-    if "." in fixed:
-        fixed = fixed.rstrip("0").rstrip(".")
-    return prefix + fixed
+    return go_float(float(value))
 
 
 def go_interface(value: Any) -> str:

@@ -10,14 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["OBJECT_META_FIELDS", "ROOT_META", "Node", "compile_node", "join"]
-
-OBJECT_META_FIELDS = frozenset({
-    "name", "generateName", "namespace", "selfLink", "uid", "resourceVersion", "generation",
-    "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds", "labels", "annotations",
-    "ownerReferences", "finalizers", "managedFields",
-})
-ROOT_META = ("apiVersion", "kind", "metadata")
+__all__ = ["Node", "compile_node", "join"]
 
 
 class Node:

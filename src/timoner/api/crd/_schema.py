@@ -2,7 +2,8 @@
 
 `CustomSchema` does what apiextensions-apiserver does to a custom resource
 between decoding and storage, in upstream's order: `prune()` drops fields the
-schema does not describe (pkg/apiserver/schema/pruning), `default()` fills in
+schema does not describe (pkg/apiserver/schema/pruning, with the decoder's
+untyped walk in `timoner.api.structural`, which the API server runs), `default()` fills in
 `default` values and drops nulls nobody allows (schema/defaulting), and
 `validate()` checks the value the way kube-openapi's validator does, with the
 messages `apiserver/validation.ValidateCustomResource` turns its errors into
@@ -22,74 +23,12 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
-from timoner.api.crd._node import OBJECT_META_FIELDS, ROOT_META, Node, compile_node, join
+from timoner.api.crd._node import Node, compile_node
 from timoner.api.crd._values import Errors, Validator, embedded_resources, list_sets_and_maps
 from timoner.api.errors import Cause
+from timoner.api.structural import compile_schema, prune
 
 __all__ = ["CustomSchema", "default_value", "prune_value"]
-
-
-# ---------------------------------------------------------------- pruning
-
-
-def _prune(value: Any, node: Node | None, path: str, out: list[str], *, root: bool = False) -> None:
-    if node is not None and node.preserve:
-        _skip_prune(value, node, path, out)
-        return
-    if isinstance(value, dict):
-        if node is None:
-            for key in list(value):
-                out.append(join(path, key))
-                del value[key]
-            return
-        for key in list(value):
-            if root and key in ROOT_META:
-                continue
-            if node.embedded and key in ROOT_META:
-                if key == "metadata":
-                    _prune_embedded_meta(value[key], join(path, key), out)
-                continue
-            prop = node.properties.get(key)
-            if prop is not None:
-                _prune(value[key], prop, join(path, key), out)
-            elif node.additional_allowed is not None:
-                _prune(value[key], node.additional, join(path, key), out)
-            else:
-                out.append(join(path, key))
-                del value[key]
-    elif isinstance(value, list):
-        item = node.items if node is not None else None
-        for i, v in enumerate(value):
-            _prune(v, item, f"{path}[{i}]", out)
-
-
-def _skip_prune(value: Any, node: Node, path: str, out: list[str]) -> None:
-    # x-kubernetes-preserve-unknown-fields: keep unknown fields, but prune inside the known ones.
-    if isinstance(value, dict):
-        for key in list(value):
-            if node.embedded and key in ROOT_META:
-                if key == "metadata":
-                    _prune_embedded_meta(value[key], join(path, key), out)
-                continue
-            prop = node.properties.get(key)
-            if prop is not None:
-                _prune(value[key], prop, join(path, key), out)
-            elif node.additional_allowed is not None:
-                _prune(value[key], node.additional, join(path, key), out)
-    elif isinstance(value, list):
-        # As upstream: without an items schema, objects inside the list lose all their fields.
-        for i, v in enumerate(value):
-            _prune(v, node.items, f"{path}[{i}]", out)
-
-
-def _prune_embedded_meta(meta: Any, path: str, out: list[str]) -> None:
-    # objectmeta.Coerce: an embedded object's metadata keeps only ObjectMeta's fields.
-    if not isinstance(meta, dict):
-        return
-    for key in list(meta):
-        if key not in OBJECT_META_FIELDS:
-            out.append(join(path, key))
-            del meta[key]
 
 
 # ---------------------------------------------------------------- defaulting
@@ -149,32 +88,26 @@ class CustomSchema:
     not prune those at all.
     """
 
-    __slots__ = ("_root", "_preserve_root", "_list_types", "_embedded")
+    __slots__ = ("_root", "_preserve_root", "_pruner", "_list_types", "_embedded")
 
     def __init__(self, schema: dict | None, *, preserve_unknown_root: bool = False) -> None:
         self._root = compile_node(schema) if isinstance(schema, dict) else None
         self._preserve_root = preserve_unknown_root
+        # The API server's own pruner (the decoder's untyped mode); no schema prunes all but type and meta.
+        self._pruner = compile_schema(schema if isinstance(schema, dict) else {}, typed=False)
         # Walks that only matter when the schema uses the feature are skipped otherwise.
         self._list_types = self._root is not None and _uses(self._root, lambda n: n.list_type in ("set", "map"))
         self._embedded = self._root is not None and _uses(self._root, lambda n: n.embedded and n is not self._root)
 
     def prune(self, obj: dict) -> list[str]:
-        """Remove, in place, what the schema does not describe; return the removed fields' paths."""
-        out: list[str] = []
-        root = self._root
+        """Remove, in place, what the schema does not describe; return the removed fields' paths.
+
+        Metadata is pruned to ObjectMeta's fields; metadata of the wrong type is left as it is
+        (decoding refuses it before pruning matters).
+        """
         if self._preserve_root:
-            return out
-        if root is not None and root.preserve:
-            _skip_prune_root(obj, root, out)
-        elif root is None:
-            # No schema and nothing preserved: everything but the type and object meta goes.
-            for key in [k for k in obj if k not in ROOT_META]:
-                out.append(key)
-                del obj[key]
-        else:
-            _prune(obj, root, "", out, root=True)
-        out.sort()  # PruneWithOptions sorts the paths it returns
-        return out
+            return []
+        return sorted(prune(obj, self._pruner) or [])  # PruneWithOptions sorts the paths it returns
 
     def default(self, obj: dict) -> None:
         """Apply `default`s in place, then drop nulls of non-nullable fields without a default."""
@@ -227,20 +160,9 @@ def _uses(node: Node, test: Callable[[Node], bool]) -> bool:
     return False
 
 
-def _skip_prune_root(obj: dict, root: Node, out: list[str]) -> None:
-    for key in list(obj):
-        if key in ROOT_META:
-            continue
-        prop = root.properties.get(key)
-        if prop is not None:
-            _prune(obj[key], prop, key, out)
-        elif root.additional_allowed is not None:
-            _prune(obj[key], root.additional, key, out)
-
-
 def prune_value(value: Any, node: Node) -> None:
     """Prune a value that is not a resource root (a `default`) with its schema node."""
-    _prune(value, node, "", [], root=False)
+    prune(value, compile_schema(node.raw, typed=False, resource=False))
 
 
 def default_value(value: Any, node: Node) -> None:

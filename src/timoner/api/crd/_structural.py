@@ -18,6 +18,7 @@ import copy
 import re
 from typing import Any
 
+from timoner.api.crd._json import as_dict as _dict
 from timoner.api.crd._node import compile_node
 from timoner.api.crd._schema import prune_value
 from timoner.api.crd._values import Errors, Validator, go_shown
@@ -42,10 +43,6 @@ _NESTED_FORBIDDEN = (
     ("x-kubernetes-list-map-keys", lambda v: bool(v), "must be empty to be structural"),
     ("x-kubernetes-list-type", lambda v: v is not None, "must be undefined to be structural"),
 )
-
-
-def _dict(value: Any) -> dict:
-    return value if isinstance(value, dict) else {}
 
 
 def _props(schema: dict) -> dict[str, dict]:

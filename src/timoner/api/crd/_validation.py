@@ -21,6 +21,9 @@ from typing import Any
 from urllib.parse import urlparse
 
 from timoner.api.crd._conversion import validate_conversion
+from timoner.api.crd._json import as_dict as _dict
+from timoner.api.crd._json import as_list as _list
+from timoner.api.crd._json import as_str as _str
 from timoner.api.crd._openapi import validate_openapi_schema
 from timoner.api.crd._structural import validate_defaults, validate_structural
 from timoner.api.errors import Cause
@@ -61,18 +64,6 @@ _FIELD_ORDER = {k: i for i, k in enumerate((
     "x-kubernetes-list-type", "x-kubernetes-map-type", "x-kubernetes-validations",
 ))}
 _ROOT_ALLOWED_TEXT = "[" + " ".join(n for n, _ in _ROOT_ALLOWED) + "]"
-
-
-def _dict(value: Any) -> dict:
-    return value if isinstance(value, dict) else {}
-
-
-def _list(value: Any) -> list:
-    return value if isinstance(value, list) else []
-
-
-def _str(value: Any) -> str:
-    return value if isinstance(value, str) else ""
 
 
 def validate_crd(crd: dict) -> list[Cause]:

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from decimal import Decimal
 from typing import Any
 
-__all__ = ["go_type", "go_value"]
+__all__ = ["go_float", "go_type", "go_value"]
 
 
 def go_value(value: Any) -> str:
@@ -31,21 +32,34 @@ def go_value(value: Any) -> str:
 
 
 def _go_float(value: float) -> str:
-    # %v of a float64 is strconv's 'g' with the shortest representation and a two-digit exponent.
-    if math.isinf(value) or math.isnan(value):
-        return {math.inf: "+Inf", -math.inf: "-Inf"}.get(value, "NaN")
-    exponent = math.floor(math.log10(abs(value))) if value else 0
-    if -4 <= exponent < 21:
-        text = repr(value)
-        if "e" in text:
-            text = f"{value:.17f}".rstrip("0")
-        return text[:-2] if text.endswith(".0") else text
-    mantissa, _, exp = repr(value).partition("e")
-    if not exp:
-        mantissa, _, exp = f"{value:e}".partition("e")
-        mantissa = mantissa.rstrip("0").rstrip(".")
-    sign = "-" if exp.startswith("-") else "+"
-    return f"{mantissa.removesuffix('.0')}e{sign}{exp.lstrip('+-').rjust(2, '0')}"
+    # apimachinery's json.Unmarshal turns a whole float64 that fits an int64 into that int64,
+    # so only the other numbers reach %v as float64s.
+    if value.is_integer() and -(2**63) <= value < 2**63:
+        return str(int(value))
+    return go_float(value)
+
+
+def go_float(value: float) -> str:
+    """`%v` of a float64: strconv's shortest `%g`, exponent form for exponents < -4 or >= 6 (`1e+06`)."""
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    if math.isnan(value):
+        return "NaN"
+    if value == 0:
+        return "0"
+    # repr() gives the shortest round-trip digits, as strconv does; only the switch to
+    # exponent form differs.
+    sign, digits, exponent = Decimal(repr(value)).normalize().as_tuple()
+    text = "".join(map(str, digits))
+    decimal_exp = len(text) + int(exponent) - 1
+    prefix = "-" if sign else ""
+    if decimal_exp < -4 or decimal_exp >= 6:
+        body = text[0] + ("." + text[1:] if len(text) > 1 else "")
+        return f"{prefix}{body}e{'+' if decimal_exp >= 0 else '-'}{abs(decimal_exp):02d}"
+    fixed = format(Decimal(repr(abs(value))), "f")
+    if "." in fixed:
+        fixed = fixed.rstrip("0").rstrip(".")
+    return prefix + fixed
 
 
 def json_kind(value: Any) -> str:

@@ -1,7 +1,14 @@
 """Calling an admission webhook: one AdmissionReview v1 POSTed over HTTPS, its response checked.
 
-`WebhookClient` keeps one `httpx.AsyncClient` per `caBundle` (a webhook
-without one is verified against the system's trust store, as upstream).
+`WebhookClient` keeps keep-alive HTTP/1.1 connections per webhook address
+and `caBundle` (a webhook without one is verified against the system's
+trust store, as upstream). The connections are the event loop's own TLS
+streams (`asyncio.open_connection`; uvloop's in the API server) and
+responses are parsed by httptools: an admission call is on the path of
+every write it matches, and httpx's TLS (anyio's, in Python) cost ~1-2 ms
+of CPU per call where this costs ~0.05 ms (docs/BENCHMARKS.md,
+"Extensibility").
+
 A `Target` says where to connect and which name the server certificate
 must carry: the URL of `clientConfig.url` as given, or for
 `clientConfig.service` an address the caller resolved with the
@@ -18,11 +25,14 @@ import base64
 import binascii
 import ssl
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
-import httpx
+import httptools
 import orjson
 
 __all__ = ["CallError", "Target", "WebhookClient"]
+
+_IDLE_PER_ADDRESS = 256  # connections kept open per webhook address: as many as requests run at once
 
 
 class CallError(Exception):
@@ -39,9 +49,20 @@ class Target:
     host_header: str | None = None
 
 
-def _describe(exc: Exception, target: Target) -> str:
-    if isinstance(exc, httpx.TimeoutException):
-        return "context deadline exceeded"
+class _Closed(Exception):
+    """The connection ended before a whole response came back."""
+
+
+def _address(url: str) -> tuple[str, int, str]:
+    """(host, port, path with query) of an https URL."""
+    parts = urlsplit(url)
+    if parts.scheme != "https":
+        raise CallError(f'failed to call webhook: Post "{url}": unsupported protocol scheme "{parts.scheme}"')
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return parts.hostname or "", parts.port or 443, path
+
+
+def _describe(exc: BaseException, host: str, port: int) -> str:
     cause: BaseException | None = exc
     while cause is not None:
         if isinstance(cause, ssl.SSLCertVerificationError):
@@ -49,25 +70,76 @@ def _describe(exc: Exception, target: Target) -> str:
         if isinstance(cause, ssl.SSLError):
             return f"remote error: tls: {cause.reason or cause}"
         if isinstance(cause, ConnectionRefusedError):
-            host = httpx.URL(target.connect_url)
-            return f"dial tcp {host.host}:{host.port or 443}: connect: connection refused"
+            return f"dial tcp {host}:{port}: connect: connection refused"
         cause = cause.__cause__ or cause.__context__
     text = str(exc)
     if "refused" in text.lower():
-        host = httpx.URL(target.connect_url)
-        return f"dial tcp {host.host}:{host.port or 443}: connect: connection refused"
+        return f"dial tcp {host}:{port}: connect: connection refused"
+    if isinstance(exc, _Closed | asyncio.IncompleteReadError | ConnectionResetError):
+        return "EOF"
     return text or type(exc).__name__
 
 
-class WebhookClient:
-    """HTTPS clients for webhooks, one per caBundle, kept for the server's life."""
+class _Response:
+    """httptools callbacks for one response."""
+
+    __slots__ = ("body", "close", "done", "header")
 
     def __init__(self) -> None:
-        self._clients: dict[str, httpx.AsyncClient] = {}
+        self.body: list[bytes] = []
+        self.close = False
+        self.done = False
+        self.header = b""
 
-    def _client(self, ca_bundle: str) -> httpx.AsyncClient:
-        client = self._clients.get(ca_bundle)
-        if client is None:
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name.lower() == b"connection" and value.strip().lower() == b"close":
+            self.close = True
+
+    def on_body(self, body: bytes) -> None:
+        self.body.append(body)
+
+    def on_message_complete(self) -> None:
+        self.done = True
+
+
+class _Connection:
+    """One keep-alive HTTP/1.1 connection over TLS."""
+
+    __slots__ = ("reader", "writer")
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+
+    async def post(self, head: bytes, body: bytes) -> tuple[int, bytes, bool]:
+        """(status, body, whether the connection may be used again)."""
+        self.writer.write(head + body)
+        response = _Response()
+        parser = httptools.HttpResponseParser(response)
+        while not response.done:
+            data = await self.reader.read(65536)
+            if not data:
+                raise _Closed()
+            try:
+                parser.feed_data(data)
+            except httptools.HttpParserError as exc:
+                raise CallError(f"malformed response: {exc}") from None
+        reusable = not response.close and parser.get_http_version() != "1.0"
+        return parser.get_status_code(), b"".join(response.body), reusable
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+class WebhookClient:
+    """Webhook connections, per address and caBundle, kept for the server's life."""
+
+    def __init__(self) -> None:
+        self._contexts: dict[str, ssl.SSLContext] = {}
+        self._idle: dict[tuple[str, int, str, str], list[_Connection]] = {}
+
+    def _context(self, ca_bundle: str) -> ssl.SSLContext:
+        context = self._contexts.get(ca_bundle)
+        if context is None:
             if ca_bundle:
                 try:
                     pem = base64.b64decode(ca_bundle, validate=True).decode("ascii")
@@ -76,34 +148,61 @@ class WebhookClient:
                     raise CallError(f"could not get REST client: unable to load root certificates: {exc}") from None
             else:
                 context = ssl.create_default_context()
-            # Keep as many connections alive as requests run at once: with httpx's default of 20, a busier
-            # API server would open (and TLS-handshake) a new connection for most calls.
-            client = httpx.AsyncClient(verify=context, trust_env=False,
-                                       limits=httpx.Limits(max_connections=256, max_keepalive_connections=256))
-            self._clients[ca_bundle] = client
-        return client
+            self._contexts[ca_bundle] = context
+        return context
+
+    async def _post(self, target: Target, body: bytes, ca_bundle: str) -> tuple[int, bytes]:
+        host, port, path = _address(target.connect_url)
+        context = self._context(ca_bundle)
+        server_name = target.server_name or host
+        key = (host, port, server_name, ca_bundle)
+        host_header = target.host_header or (f"[{host}]:{port}" if ":" in host else f"{host}:{port}")
+        head = (f"POST {path} HTTP/1.1\r\nHost: {host_header}\r\nContent-Type: application/json\r\n"
+                f"Accept: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode("latin-1")
+        idle = self._idle.setdefault(key, [])
+        while idle:
+            # A kept connection the webhook server closed meanwhile fails at once: try the next, then a new one.
+            conn = idle.pop()
+            if conn.writer.is_closing():
+                continue
+            try:
+                return await self._use(conn, idle, head, body)
+            except (_Closed, ConnectionError):
+                conn.close()
+        try:
+            reader, writer = await asyncio.open_connection(host, port, ssl=context, server_hostname=server_name)
+        except (OSError, ssl.SSLError) as exc:
+            raise CallError(f'failed to call webhook: Post "{target.url}": {_describe(exc, host, port)}') from None
+        try:
+            return await self._use(_Connection(reader, writer), idle, head, body)
+        except (_Closed, OSError) as exc:
+            raise CallError(f'failed to call webhook: Post "{target.url}": {_describe(exc, host, port)}') from None
+
+    async def _use(self, conn: _Connection, idle: list[_Connection], head: bytes, body: bytes) -> tuple[int, bytes]:
+        try:
+            status, content, reusable = await conn.post(head, body)
+        except BaseException:
+            conn.close()  # cancelled (timeout) or broken mid-request: never reused
+            raise
+        if reusable and len(idle) < _IDLE_PER_ADDRESS:
+            idle.append(conn)
+        else:
+            conn.close()
+        return status, content
 
     async def call(self, target: Target, review: dict, *, ca_bundle: str, timeout: float) -> dict:
         """POST `review`; the AdmissionReview's `response` with its uid checked against the request's."""
-        client = self._client(ca_bundle)
-        headers = {"content-type": "application/json", "accept": "application/json"}
-        if target.host_header:
-            headers["host"] = target.host_header
-        extensions = {"sni_hostname": target.server_name} if target.server_name else None
         try:
             # `timeoutSeconds` bounds the whole call, as upstream's request context does, not each read.
             async with asyncio.timeout(timeout):
-                answer = await client.post(target.connect_url, content=orjson.dumps(review), headers=headers,
-                                           timeout=timeout, extensions=extensions)
+                status, content = await self._post(target, orjson.dumps(review), ca_bundle)
         except TimeoutError:
             raise CallError(f'failed to call webhook: Post "{target.url}": context deadline exceeded') from None
-        except httpx.HTTPError as exc:
-            raise CallError(f'failed to call webhook: Post "{target.url}": {_describe(exc, target)}') from None
-        if answer.status_code < 200 or answer.status_code > 299:
+        if status < 200 or status > 299:
             raise CallError(f"failed to call webhook: the server responded with the status code "
-                            f"{answer.status_code} but did not return more information")
+                            f"{status} but did not return more information")
         try:
-            body = orjson.loads(answer.content)
+            body = orjson.loads(content)
         except orjson.JSONDecodeError as exc:
             raise CallError(f"received invalid webhook response: {exc}") from None
         if not isinstance(body, dict):
@@ -122,6 +221,7 @@ class WebhookClient:
         return response
 
     async def close(self) -> None:
-        clients, self._clients = self._clients, {}
-        for client in clients.values():
-            await client.aclose()
+        idle, self._idle = self._idle, {}
+        for conns in idle.values():
+            for conn in conns:
+                conn.close()

@@ -128,6 +128,48 @@ def test_prune_without_schema_and_with_preserved_root() -> None:
     assert obj["spec"]["extra"] == 1 and obj["other"] == {"x": 1}
 
 
+def test_prune_is_the_api_servers_pruner() -> None:
+    # One pruner (timoner.api.structural, untyped) serves CustomSchema and the decoder of the API server.
+    from timoner.api.structural import compile_schema, decode_with_schema
+
+    obj = cr(foo=1, items=[{"name": "a", "bar": 2}], anything={"b": {"c": 2}})
+    served = copy.deepcopy(obj)
+    result = decode_with_schema(served, compile_schema(SCHEMA, typed=False), kind="Thing",
+                                api_version="example.com/v1")
+    assert CustomSchema(SCHEMA).prune(obj) == sorted(result.unknown_fields)
+    assert obj == served
+
+
+def test_prune_by_the_values_shape_as_upstream() -> None:
+    item = {"type": "object", "properties": {"a": {"type": "string"}}}
+    schema = CustomSchema({"type": "object", "properties": {"spec": {"type": "object", "properties": {
+        "name": {"type": "string"},
+        "free": {"type": "object"},
+        "either": {"x-kubernetes-int-or-string": True},
+        "kept": {"type": "object", "x-kubernetes-preserve-unknown-fields": True,
+                 "properties": {"list": {"type": "array", "items": item}, "raw": {"type": "array"}}},
+        "loose": {"type": "array", "x-kubernetes-preserve-unknown-fields": True, "items": item},
+    }}}})
+    obj = cr(name={"x": 1}, free={"y": 2}, either=[{"z": 3}], loose=[{"a": "1", "b": 2}],
+             kept={"other": {"o": 1}, "list": [{"a": "1", "b": 2}], "raw": [{"r": 1}]})
+    del obj["spec"]["image"]
+    # An object where the schema has a string, or no properties, loses its fields (prune goes by the
+    # value's shape). Below x-kubernetes-preserve-unknown-fields the known fields are pruned as usual,
+    # but the items of a preserving list are skipPruned: their unknown fields stay.
+    assert schema.prune(obj) == ["spec.either[0].z", "spec.free.y", "spec.kept.list[0].b", "spec.kept.raw[0].r",
+                                 "spec.name.x"]
+    assert obj["spec"] == {"name": {}, "free": {}, "either": [{}], "loose": [{"a": "1", "b": 2}],
+                           "kept": {"other": {"o": 1}, "list": [{"a": "1"}], "raw": [{}]}}
+
+
+def test_prune_metadata_to_object_meta() -> None:
+    obj = cr()
+    obj["metadata"]["bogus"] = {"x": 1}
+    obj["metadata"]["ownerReferences"] = [{"apiVersion": "v1", "kind": "Pod", "name": "p", "uid": "u", "extra": 1}]
+    assert CustomSchema(SCHEMA).prune(obj) == ["metadata.bogus", "metadata.ownerReferences[0].extra"]
+    assert obj["metadata"]["ownerReferences"] == [{"apiVersion": "v1", "kind": "Pod", "name": "p", "uid": "u"}]
+
+
 # ---------------------------------------------------------------- defaulting
 
 

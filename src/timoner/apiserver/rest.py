@@ -531,7 +531,10 @@ class ResourceHandler:
         result = await self.store.delete(info, namespace, name, options=options,
                                          dry_run=dry_run(req) or bool(options.get("dryRun")))
         if result.returns_object or not result.deleted:
-            return self._object_response(req, info, result.object, 200 if result.deleted else 202)
+            # As upstream's handler: 202 only when the object stays and the client asked for cascading
+            # deletion with orphanDependents=false (kept for old clients); otherwise 200, finalizers or not.
+            accepted = not result.deleted and options.get("orphanDependents") is False
+            return self._object_response(req, info, result.object, 202 if accepted else 200)
         meta = result.object.get("metadata", {})
         return json_response({
             "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",

@@ -96,6 +96,14 @@ class APIApp:
     def resource(self, group: str, version: str, plural: str) -> ResourceInfo | None:
         return self._by_gvr.get((group, version, plural))
 
+    async def _lookup(self, group: str, version: str, plural: str) -> ResourceInfo | None:
+        """The resource; on a miss, again once the cache holds this server's writes (a CRD just created)."""
+        info = self._by_gvr.get((group, version, plural))
+        if info is None and self.store.cache.revision < self.store.last_written:
+            await self.store.sync()
+            info = self._by_gvr.get((group, version, plural))
+        return info
+
     def resources_by_prefix(self) -> dict[str, ResourceInfo]:
         return self._by_prefix
 
@@ -192,8 +200,9 @@ class APIApp:
                 f'only the following media types are accepted: application/json; got "{accept}"')
         if path == "/version":
             return json_response(version_info())
-        if path.startswith(("/api", "/openapi/")):
-            # A CRD this server just wrote is served once the cache has it (see crds.CustomResources).
+        if path.startswith("/openapi/") or _is_discovery(path):
+            # A CRD this server just wrote is served once the cache has it (see crds.CustomResources);
+            # resource requests wait only when their resource is unknown (`_lookup`).
             await self.store.sync()
         if path in ("/api", "/api/"):
             return self._discovery_root(req, core=True)
@@ -260,13 +269,13 @@ class APIApp:
             rest = rest[1:]
         namespace: str | None = None
         if len(rest) >= 3 and rest[0] == "namespaces":
-            candidate = self.resource(group, version, rest[2])
+            candidate = await self._lookup(group, version, rest[2])
             if candidate is not None and candidate.namespaced:
                 namespace, rest = rest[1], rest[2:]
         if not rest:
             raise errors.NotFound("", "", message="the server could not find the requested resource")
         plural = rest[0]
-        info = self.resource(group, version, plural)
+        info = await self._lookup(group, version, plural)
         if info is None or len(rest) > 3:
             raise errors.NotFound("", "", message="the server could not find the requested resource")
         if info.namespaced and namespace is None and len(rest) > 1:
@@ -413,6 +422,12 @@ class APIApp:
         except Exception as exc:
             log.exception("relaying %s %s failed", method, target[:200])
             nodeproxy.write_error(transport, errors.InternalError(repr(exc)))
+
+
+def _is_discovery(path: str) -> bool:
+    """`/api`, `/api/v1`, `/apis`, `/apis/<group>`, `/apis/<group>/<version>`."""
+    parts = path.strip("/").split("/")
+    return (parts[0] == "api" and len(parts) <= 2) or (parts[0] == "apis" and len(parts) <= 3)
 
 
 def version_info() -> dict:

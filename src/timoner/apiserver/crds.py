@@ -29,6 +29,8 @@ import copy
 import logging
 from collections.abc import Callable
 
+import orjson
+
 from timoner.api import errors
 from timoner.api.customresources import CRD_FINALIZER, resources_for_crd, storage_version
 from timoner.api.registry import ResourceInfo
@@ -53,13 +55,13 @@ class CustomResources:
         self.cache = store.cache
         self.builtin = list(builtin)
         self._publish = publish
-        self._served: dict[str, list[ResourceInfo]] = {}  # CRD name -> its served versions
+        # CRD name -> (what its serving depends on, its served versions)
+        self._served: dict[str, tuple[bytes, list[ResourceInfo]]] = {}
         self._accepted: dict[str, bool] = {}  # CRD name -> names accepted
         self._conflicts: dict[str, str] = {}  # CRD name -> why its names are not accepted
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._pending: set[str] = set()
         self._task: asyncio.Task | None = None
-        self._generation = 0
         self._seen: dict[str, int] = {}  # CRD uid -> order in which this server first saw it
 
     # -- serving ----------------------------------------------------------------------------
@@ -97,7 +99,7 @@ class CustomResources:
             self._seen[o["metadata"]["uid"]]))
         taken: dict[tuple[str, str, str], str] = {}  # (group, name field, value) -> CRD holding it
         builtin_names = {(r.group, r.plural) for r in self.builtin}
-        served: dict[str, list[ResourceInfo]] = {}
+        served: dict[str, tuple[bytes, list[ResourceInfo]]] = {}
         self._conflicts = {}
         for crd in crds:
             name = crd["metadata"]["name"]
@@ -116,20 +118,17 @@ class CustomResources:
                 continue
             for field, value in wanted:
                 taken[(group, field, value)] = name
-            served[name] = resources_for_crd(crd)
-        # A CRD that did not change keeps its ResourceInfos (and so the app's cached documents for them).
-        for name, infos in served.items():
-            if name in self._served and _same_crd(infos, self._served[name]):
-                served[name] = self._served[name]
+            # A CRD whose serving content did not change (a status write, say) keeps its ResourceInfos,
+            # and with them the app's cached documents.
+            content = _serving_content(crd)
+            previous = self._served.get(name)
+            served[name] = previous if previous is not None and previous[0] == content else (
+                content, resources_for_crd(crd))
         if served.keys() == self._served.keys() and all(served[n] is self._served[n] for n in served):
             return
         self._served = served
-        self._generation += 1
-        custom = [info for infos in served.values() for info in infos]
+        custom = [info for _, infos in served.values() for info in infos]
         self._publish(self.builtin + custom)
-
-    def info_for(self, crd_name: str) -> list[ResourceInfo]:
-        return self._served.get(crd_name, [])
 
     # -- status and deletion ----------------------------------------------------------------------
 
@@ -278,20 +277,8 @@ def _set_condition(conditions: dict[str, dict], kind: str, status: str, reason: 
                         "reason": reason, "message": message}
 
 
-def _same_crd(a: list[ResourceInfo], b: list[ResourceInfo]) -> bool:
-    """Same served versions from the same CRD content (a CRD's update replaces its CustomKinds)."""
-    if len(a) != len(b):
-        return False
-    for x, y in zip(a, b, strict=True):
-        cx, cy = x.custom, y.custom
-        if (x.group, x.version, x.kind, x.plural, x.singular, x.namespaced, x.short_names, x.categories,
-                x.subresources, x.list_kind_name) != (y.group, y.version, y.kind, y.plural, y.singular,
-                                                      y.namespaced, y.short_names, y.categories, y.subresources,
-                                                      y.list_kind_name):
-            return False
-        if (cx.schema, cx.storage_version, cx.versions, cx.scale, cx.columns, cx.terminating, cx.crd_uid,
-                cx.deprecated, cx.deprecation_warning, cx.selectable_fields) != (
-                cy.schema, cy.storage_version, cy.versions, cy.scale, cy.columns, cy.terminating, cy.crd_uid,
-                cy.deprecated, cy.deprecation_warning, cy.selectable_fields):
-            return False
-    return True
+def _serving_content(crd: dict) -> bytes:
+    """What a CRD's served resources are made of: its uid, spec and whether it is being deleted."""
+    meta = crd["metadata"]
+    return orjson.dumps((meta.get("uid"), crd.get("spec"), bool(meta.get("deletionTimestamp"))),
+                        option=orjson.OPT_SORT_KEYS)

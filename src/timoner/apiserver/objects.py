@@ -9,7 +9,7 @@ refused, and upstream defaults applied.
 
 from __future__ import annotations
 
-import weakref
+import functools
 from typing import Any
 
 from timoner.api import errors
@@ -93,16 +93,13 @@ def _conversion_strategy(crd: dict) -> Any:
 
 
 def _pruner(custom: CustomKind) -> CompiledSchema:
-    """The version's schema compiled for pruning (upstream prunes custom resources; types are validated later)."""
-    compiled = _PRUNERS.get(custom)
-    if compiled is None:
-        schema = custom.schema if custom.schema is not None else {"type": "object",
-                                                                  "x-kubernetes-preserve-unknown-fields": True}
-        compiled = _PRUNERS[custom] = compile_schema(schema, typed=False)
-    return compiled
+    """The version's pruner (upstream prunes custom resources; types are validated later)."""
+    return custom.compiled.pruner if custom.schema is not None else _preserving()
 
 
-_PRUNERS: weakref.WeakKeyDictionary[CustomKind, CompiledSchema] = weakref.WeakKeyDictionary()
+@functools.cache
+def _preserving() -> CompiledSchema:
+    return compile_schema({"type": "object", "x-kubernetes-preserve-unknown-fields": True}, typed=False)
 
 
 def validate_object(info: ResourceInfo, obj: dict, old: dict | None) -> list[errors.Cause]:

@@ -247,7 +247,7 @@ class Store:
             causes = self._validate(info, obj, None)
             if causes:
                 raise errors.Invalid(info.kind, meta["name"], causes, group=info.group)
-            if not skip_namespace_check:
+            if not skip_namespace_check and attrs is None:  # with admission, checked before it ran
                 await self.check_namespace(info, namespace)
             if attrs is not None and self.admission is not None:
                 attrs.obj, attrs.name = obj, meta["name"]

@@ -26,7 +26,7 @@ from typing import Any
 from timoner.api.crd._node import Node, compile_node
 from timoner.api.crd._values import Errors, Validator, embedded_resources, list_sets_and_maps
 from timoner.api.errors import Cause
-from timoner.api.structural import compile_schema, prune
+from timoner.api.structural import CompiledSchema, compile_schema, prune
 
 __all__ = ["CustomSchema", "default_value", "prune_value"]
 
@@ -98,6 +98,11 @@ class CustomSchema:
         # Walks that only matter when the schema uses the feature are skipped otherwise.
         self._list_types = self._root is not None and _uses(self._root, lambda n: n.list_type in ("set", "map"))
         self._embedded = self._root is not None and _uses(self._root, lambda n: n.embedded and n is not self._root)
+
+    @property
+    def pruner(self) -> CompiledSchema:
+        """The compiled pruner, for the API server's decoder (`structural.decode_with_schema`)."""
+        return self._pruner
 
     def prune(self, obj: dict) -> list[str]:
         """Remove, in place, what the schema does not describe; return the removed fields' paths.
